@@ -1,0 +1,407 @@
+//! The event hub: topics, a sequence number per topic, a bounded buffer of
+//! recent events per topic, and wake-ups for whoever waits on a topic.
+//!
+//! Every transport reads from the hub the same way: a [`Subscriber`] holds a
+//! cursor per topic (the last sequence number it has) and [`Subscriber::drain`]
+//! hands out everything after it, or a [`Drained::Missed`] notice when the
+//! buffer no longer reaches back that far. A WebSocket keeps its subscriber
+//! for the life of the connection; a long poll builds one per request from
+//! the cursor the client sends. Either way the semantics are identical, and
+//! an event published between two polls waits in the buffer for the next.
+//!
+//! Events are encoded once, in [`Hub::publish`], and the bytes are shared by
+//! every subscriber. Publishing never waits for a subscriber.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use crate::clock;
+use crate::codec::{self, Encoding, Event, ServerMessage};
+
+/// One encoded event, shared by every subscriber.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    pub bytes: Bytes,
+    /// The same bytes as checked UTF-8, for WebSocket text frames (JSON only),
+    /// so the check runs once per event and not once per subscriber.
+    pub text: Option<Utf8Bytes>,
+}
+
+/// What [`Subscriber::drain`] hands out.
+#[derive(Debug)]
+pub enum Drained {
+    Event(Encoded),
+    /// Events `first..=last` of `topic` had left the buffer.
+    Missed {
+        topic: Arc<str>,
+        first: u64,
+        last: u64,
+    },
+}
+
+pub struct Hub {
+    encoding: Encoding,
+    buffer_len: usize,
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    published: AtomicU64,
+    next_subscriber: AtomicU64,
+}
+
+pub struct Topic {
+    name: Arc<str>,
+    state: Mutex<TopicState>,
+}
+
+struct TopicState {
+    /// Sequence number of the newest event; 0 before the first.
+    head: u64,
+    /// Events `head - events.len() + 1 ..= head`.
+    events: VecDeque<Encoded>,
+    waiters: Vec<(u64, Arc<Notify>)>,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The client claims to have events this server never published
+    /// (e.g. it resumes against a restarted server).
+    #[error("cursor {cursor} of topic {topic:?} is ahead of its newest event {head}")]
+    CursorAhead {
+        topic: String,
+        cursor: u64,
+        head: u64,
+    },
+    #[error("invalid topic name {0:?}: 1 to 64 of A-Z a-z 0-9 _ - .")]
+    InvalidTopic(String),
+}
+
+impl Hub {
+    pub fn new(encoding: Encoding, buffer_len: usize) -> Hub {
+        Hub {
+            encoding,
+            buffer_len: buffer_len.max(1),
+            topics: RwLock::new(HashMap::new()),
+            published: AtomicU64::new(0),
+            next_subscriber: AtomicU64::new(1),
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The topic of that name, created on first use.
+    pub fn topic(&self, name: &str) -> Arc<Topic> {
+        if let Some(t) = self.topics.read().expect("hub lock").get(name) {
+            return t.clone();
+        }
+        let mut topics = self.topics.write().expect("hub lock");
+        topics
+            .entry(Arc::from(name))
+            .or_insert_with_key(|name| {
+                Arc::new(Topic {
+                    name: name.clone(),
+                    state: Mutex::new(TopicState {
+                        head: 0,
+                        events: VecDeque::new(),
+                        waiters: Vec::new(),
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Publishes one event: assigns its sequence number, stamps the actual
+    /// publish time, encodes it once and wakes the topic's subscribers.
+    /// Returns the sequence number.
+    pub fn publish(&self, topic: &Topic, intended_ns: u64, payload: &[u8]) -> u64 {
+        let mut buf = BytesMut::with_capacity(64 + payload.len());
+        let mut state = topic.state.lock().expect("topic lock");
+        let seq = state.head + 1;
+        let event = ServerMessage::Event(Event {
+            topic: topic.name.as_ref().into(),
+            seq,
+            intended_ns,
+            published_ns: clock::now_ns(),
+            payload: payload.into(),
+        });
+        codec::encode(self.encoding, &event, &mut buf).expect("topic names are validated");
+        let bytes = buf.freeze();
+        let text = match self.encoding {
+            Encoding::Json => {
+                Some(Utf8Bytes::try_from(bytes.clone()).expect("JSON encoder writes UTF-8"))
+            }
+            Encoding::Binary => None,
+        };
+        state.head = seq;
+        state.events.push_back(Encoded { bytes, text });
+        if state.events.len() > self.buffer_len {
+            state.events.pop_front();
+        }
+        for (_, waiter) in &state.waiters {
+            waiter.notify_one();
+        }
+        drop(state);
+        self.published.fetch_add(1, Ordering::Relaxed);
+        seq
+    }
+
+    /// Events published so far, over all topics.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// The newest sequence number of every topic.
+    pub fn heads(&self) -> BTreeMap<String, u64> {
+        let topics = self.topics.read().expect("hub lock");
+        topics
+            .iter()
+            .map(|(name, t)| (name.to_string(), t.state.lock().expect("topic lock").head))
+            .collect()
+    }
+}
+
+/// A reader of some topics, with a cursor per topic and one wake-up shared
+/// by all of them. Dropping it unregisters the wake-up.
+pub struct Subscriber {
+    id: u64,
+    notify: Arc<Notify>,
+    topics: Vec<(Arc<Topic>, u64)>,
+    /// Round-robin start, so a capped drain does not always favour topic 0.
+    next_topic: usize,
+}
+
+impl Subscriber {
+    /// Subscribes to `entries`: a topic with `Some(cursor)` resumes after
+    /// that sequence number; a topic with `None` starts at its current head.
+    /// Returns the subscriber and, for the `None` topics, the head it starts at.
+    pub fn new(
+        hub: &Hub,
+        entries: &[(String, Option<u64>)],
+    ) -> Result<(Subscriber, Vec<(Arc<str>, u64)>), SubscribeError> {
+        let id = hub.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        let mut sub = Subscriber {
+            id,
+            notify,
+            topics: Vec::with_capacity(entries.len()),
+            next_topic: 0,
+        };
+        let mut started = Vec::new();
+        for (name, cursor) in entries {
+            if !codec::is_valid_topic(name) {
+                return Err(SubscribeError::InvalidTopic(name.clone()));
+            }
+            let topic = hub.topic(name);
+            let mut state = topic.state.lock().expect("topic lock");
+            let cursor = match *cursor {
+                Some(c) if c > state.head => {
+                    return Err(SubscribeError::CursorAhead {
+                        topic: name.clone(),
+                        cursor: c,
+                        head: state.head,
+                    });
+                }
+                Some(c) => c,
+                None => {
+                    started.push((topic.name.clone(), state.head));
+                    state.head
+                }
+            };
+            // Registered under the same lock that fixed the cursor, so no
+            // event can slip in between without a wake-up.
+            state.waiters.push((id, sub.notify.clone()));
+            drop(state);
+            sub.topics.push((topic, cursor));
+        }
+        Ok((sub, started))
+    }
+
+    /// Waits until some subscribed topic may have events after its cursor.
+    /// A wake-up that arrives while the subscriber is busy is kept, not lost.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+
+    /// Hands out, in order per topic, what has been published after the
+    /// cursors, at most `max_events` events and roughly `max_bytes`; moves
+    /// the cursors. Returns true when it stopped at a cap with more left.
+    pub fn drain(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut impl FnMut(Drained),
+    ) -> bool {
+        let (mut events, mut bytes) = (0usize, 0usize);
+        let n = self.topics.len();
+        for k in 0..n {
+            let i = (self.next_topic + k) % n;
+            let (topic, cursor) = &mut self.topics[i];
+            let state = topic.state.lock().expect("topic lock");
+            if state.head == *cursor {
+                continue;
+            }
+            let first_buffered = state.head + 1 - state.events.len() as u64;
+            if *cursor + 1 < first_buffered {
+                out(Drained::Missed {
+                    topic: topic.name.clone(),
+                    first: *cursor + 1,
+                    last: first_buffered - 1,
+                });
+                *cursor = first_buffered - 1;
+            }
+            let skip = (*cursor + 1 - first_buffered) as usize;
+            for e in state.events.iter().skip(skip) {
+                if events >= max_events || (bytes >= max_bytes && events > 0) {
+                    self.next_topic = i;
+                    return true;
+                }
+                events += 1;
+                bytes += e.bytes.len();
+                *cursor += 1;
+                out(Drained::Event(e.clone()));
+            }
+        }
+        self.next_topic = (self.next_topic + 1) % n.max(1);
+        false
+    }
+
+    /// The cursor of every topic, in subscription order.
+    pub fn cursors(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.topics.iter().map(|(t, c)| (t.name.as_ref(), *c))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        for (topic, _) in &self.topics {
+            let mut state = topic.state.lock().expect("topic lock");
+            if let Some(pos) = state.waiters.iter().position(|(id, _)| *id == self.id) {
+                state.waiters.swap_remove(pos);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(sub: &mut Subscriber) -> (Vec<u64>, Vec<(u64, u64)>) {
+        let (mut got, mut missed) = (Vec::new(), Vec::new());
+        sub.drain(usize::MAX, usize::MAX, &mut |d| match d {
+            Drained::Event(e) => match codec::decode_single(Encoding::Binary, &e.bytes).unwrap() {
+                ServerMessage::Event(ev) => got.push(ev.seq),
+                other => panic!("unexpected {other:?}"),
+            },
+            Drained::Missed { first, last, .. } => missed.push((first, last)),
+        });
+        (got, missed)
+    }
+
+    #[test]
+    fn no_event_is_lost_between_polls() {
+        let hub = Hub::new(Encoding::Binary, 16);
+        let topic = hub.topic("A");
+        hub.publish(&topic, 1, b"x");
+        // First poll subscribes from now: it gets the head, not old events.
+        let (mut sub, started) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        assert_eq!(started, vec![(Arc::from("A"), 1)]);
+        let cursor = sub.cursors().next().unwrap().1;
+        drop(sub);
+        // Published while no poll is outstanding...
+        hub.publish(&topic, 2, b"x");
+        hub.publish(&topic, 3, b"x");
+        // ...and delivered by the next poll, which carries the cursor.
+        let (mut sub, started) = Subscriber::new(&hub, &[("A".into(), Some(cursor))]).unwrap();
+        assert!(started.is_empty());
+        assert_eq!(seqs(&mut sub), (vec![2, 3], vec![]));
+        assert_eq!(seqs(&mut sub), (vec![], vec![]));
+    }
+
+    #[test]
+    fn buffer_overrun_is_reported_as_missed() {
+        let hub = Hub::new(Encoding::Binary, 4);
+        let topic = hub.topic("A");
+        for i in 0..10 {
+            hub.publish(&topic, i, b"");
+        }
+        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), Some(2))]).unwrap();
+        assert_eq!(seqs(&mut sub), (vec![7, 8, 9, 10], vec![(3, 6)]));
+    }
+
+    #[test]
+    fn cursor_ahead_of_head_is_refused() {
+        let hub = Hub::new(Encoding::Json, 4);
+        let err = Subscriber::new(&hub, &[("A".into(), Some(3))])
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            SubscribeError::CursorAhead {
+                topic: "A".into(),
+                cursor: 3,
+                head: 0
+            }
+        );
+        assert!(Subscriber::new(&hub, &[("a b".into(), None)]).is_err());
+    }
+
+    #[test]
+    fn drain_respects_the_cap_and_resumes_where_it_stopped() {
+        let hub = Hub::new(Encoding::Binary, 100);
+        let (a, b) = (hub.topic("A"), hub.topic("B"));
+        let (mut sub, _) =
+            Subscriber::new(&hub, &[("A".into(), None), ("B".into(), None)]).unwrap();
+        for i in 0..5 {
+            hub.publish(&a, i, b"");
+            hub.publish(&b, i, b"");
+        }
+        let mut n = 0;
+        assert!(sub.drain(3, usize::MAX, &mut |_| n += 1));
+        assert_eq!(n, 3);
+        assert!(!sub.drain(100, usize::MAX, &mut |_| n += 1));
+        assert_eq!(n, 10);
+    }
+
+    #[tokio::test]
+    async fn a_publish_wakes_the_subscriber_even_if_it_was_not_yet_waiting() {
+        let hub = Hub::new(Encoding::Json, 4);
+        let topic = hub.topic("A");
+        let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        hub.publish(&topic, 0, b"");
+        tokio::time::timeout(std::time::Duration::from_secs(5), sub.changed())
+            .await
+            .expect("woken");
+    }
+
+    #[test]
+    fn dropped_subscribers_unregister() {
+        let hub = Hub::new(Encoding::Json, 4);
+        let topic = hub.topic("A");
+        let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        assert_eq!(topic.state.lock().unwrap().waiters.len(), 1);
+        drop(sub);
+        assert_eq!(topic.state.lock().unwrap().waiters.len(), 0);
+        assert_eq!(hub.heads(), BTreeMap::from([("A".to_string(), 0)]));
+    }
+
+    #[test]
+    fn json_events_are_encoded_once_as_checked_text() {
+        let hub = Hub::new(Encoding::Json, 4);
+        let topic = hub.topic("A");
+        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        hub.publish(&topic, 5, b"hi");
+        let mut got = None;
+        sub.drain(10, 1 << 20, &mut |d| got = Some(d));
+        let Some(Drained::Event(e)) = got else {
+            panic!("no event")
+        };
+        assert_eq!(e.text.as_ref().unwrap().as_str().as_bytes(), &e.bytes[..]);
+    }
+}

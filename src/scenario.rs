@@ -1,0 +1,702 @@
+//! Scenario files: parsed from TOML and validated here, once.
+//!
+//! Nothing downstream re-checks a [`Scenario`]: every range, every name and
+//! every cross-field rule is enforced in [`Scenario::load`], and every error
+//! names the file, line, column and field and says what is allowed.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::codec::Encoding;
+use crate::schedule::Arrival;
+
+/// A way to push events from the server to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// One WebSocket per client; the server pushes each event as a frame.
+    Websocket,
+    /// HTTP/1.1 long polling on a kept-alive connection, one poll at a time.
+    LongPolling,
+}
+
+impl TransportKind {
+    pub const ALL: [TransportKind; 2] = [TransportKind::Websocket, TransportKind::LongPolling];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Websocket => "websocket",
+            TransportKind::LongPolling => "long_polling",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated scenario: the workload every listed transport runs.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Scenario {
+    pub name: String,
+    /// The file it was read from, as given.
+    pub file: String,
+    pub transports: Vec<TransportKind>,
+    pub seed: u64,
+    pub clients: Clients,
+    pub topics: Topics,
+    pub publish: Publish,
+    pub phases: Phases,
+    pub long_polling: LongPolling,
+    pub websocket: Websocket,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Clients {
+    /// Concurrent clients per transport.
+    pub count: u32,
+    /// Topics each client subscribes to, picked at random without repeats.
+    pub topics_per_client: u32,
+    /// Clients connect evenly spread over this time.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub connect_ramp: Duration,
+    /// Loopback source addresses (127.0.0.1, .2, ...) clients are spread over.
+    pub source_addresses: u32,
+    /// Generator worker threads, each with its own event loop and histograms.
+    pub workers: u32,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Topics {
+    pub count: u32,
+    /// Topic names are the prefix and a zero-padded index: SYM0001.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Publish {
+    /// Events per second over all topics together.
+    pub rate: f64,
+    pub arrival: Arrival,
+    pub payload_bytes: u32,
+    pub encoding: Encoding,
+    /// Recent events the server keeps per topic for pollers and resumes.
+    pub buffer_per_topic: u32,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Phases {
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub warmup: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub measure: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub drain: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct LongPolling {
+    /// How long the server holds a poll with nothing to answer.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub hold: Duration,
+    /// Most events one poll answer carries.
+    pub max_batch: u32,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Websocket {
+    /// Interval of the server's ping frames.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub heartbeat: Duration,
+}
+
+impl Scenario {
+    /// Topic name of index `i` (0-based).
+    pub fn topic_name(&self, i: u32) -> String {
+        let width = self.topics.count.to_string().len().max(4);
+        format!("{}{:0width$}", self.topics.prefix, i + 1)
+    }
+
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            position: None,
+            field: None,
+            message: format!("cannot read the scenario file: {e}"),
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Validates scenario text; `path` is used for messages and the default name.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let err =
+            |span: Option<Range<usize>>, field: Option<String>, message: String| ScenarioError {
+                file: path.to_path_buf(),
+                position: span.map(|s| line_col(text, s.start)),
+                field,
+                message,
+            };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| err(e.span(), None, e.message().to_string()))?;
+        let raw: RawScenario = serde_path_to_error::deserialize(de).map_err(|e| {
+            // Spanned<T> shows up as an inner field of serde's; not the user's.
+            let field = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
+            let inner = e.into_inner();
+            err(
+                inner.span(),
+                (field != ".").then_some(field),
+                inner.message().to_string(),
+            )
+        })?;
+        let v = Validator { err: &err };
+
+        let name = match raw.name {
+            Some(n) => {
+                v.check(
+                    n.span(),
+                    "name",
+                    is_slug(n.get_ref()),
+                    "1 to 64 of a-z A-Z 0-9 _ -",
+                )?;
+                n.into_inner()
+            }
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into()),
+        };
+        let transports = raw.transports.into_inner();
+        if transports.is_empty() {
+            return Err(err(
+                None,
+                Some("transports".into()),
+                format!(
+                    "no transports listed: name one or more of {}",
+                    transport_names()
+                ),
+            ));
+        }
+        for (i, t) in transports.iter().enumerate() {
+            if transports[..i].contains(t) {
+                return Err(err(
+                    None,
+                    Some("transports".into()),
+                    format!("transport {t} is listed twice"),
+                ));
+            }
+        }
+
+        let c = raw.clients;
+        v.range(
+            &c.count,
+            "clients.count",
+            1,
+            19_000,
+            "clients per transport (one process holds at most ~19.9k sockets)",
+        )?;
+        v.range(
+            &c.topics_per_client,
+            "clients.topics_per_client",
+            1,
+            64,
+            "topics per client",
+        )?;
+        let t = raw.topics;
+        v.range(&t.count, "topics.count", 1, 100_000, "topics")?;
+        v.check(
+            c.topics_per_client.span(),
+            "clients.topics_per_client",
+            *c.topics_per_client.get_ref() <= *t.count.get_ref(),
+            &format!("at most topics.count ({})", t.count.get_ref()),
+        )?;
+        let prefix = t
+            .prefix
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| "T".into());
+        if !(1..=32).contains(&prefix.len()) || !crate::codec::is_valid_topic(&prefix) {
+            return Err(err(
+                None,
+                Some("topics.prefix".into()),
+                "must be 1 to 32 of A-Z a-z 0-9 _ - .".into(),
+            ));
+        }
+        let ramp = duration(
+            &c.connect_ramp,
+            "clients.connect_ramp",
+            Duration::ZERO,
+            Duration::from_secs(600),
+            &v,
+        )?;
+        let sources = c.source_addresses.map(|s| {
+            v.range(
+                &s,
+                "clients.source_addresses",
+                1,
+                250,
+                "loopback source addresses",
+            )
+            .map(|_| s.into_inner())
+        });
+        let source_addresses = match sources {
+            Some(s) => s?,
+            None => c.count.get_ref().div_ceil(10_000),
+        };
+        let workers = match c.workers {
+            Some(w) => {
+                v.range(&w, "clients.workers", 1, 64, "generator worker threads")?;
+                w.into_inner()
+            }
+            None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        };
+
+        let p = raw.publish;
+        let rate = *p.rate.get_ref();
+        v.check(
+            p.rate.span(),
+            "publish.rate",
+            rate > 0.0 && rate <= 1_000_000.0,
+            "events per second, more than 0 and at most 1000000",
+        )?;
+        v.range(
+            &p.payload_bytes,
+            "publish.payload_bytes",
+            0,
+            1 << 20,
+            "bytes",
+        )?;
+        let buffer = p
+            .buffer_per_topic
+            .unwrap_or_else(|| Spanned::new(0..0, 1024));
+        v.range(&buffer, "publish.buffer_per_topic", 1, 1_000_000, "events")?;
+
+        let ph = raw.phases;
+        let warmup = duration(
+            &ph.warmup,
+            "phases.warmup",
+            Duration::ZERO,
+            Duration::from_secs(3600),
+            &v,
+        )?;
+        let measure = duration(
+            &ph.measure,
+            "phases.measure",
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+            &v,
+        )?;
+        let drain = duration(
+            &ph.drain,
+            "phases.drain",
+            Duration::ZERO,
+            Duration::from_secs(600),
+            &v,
+        )?;
+
+        let lp = raw.long_polling.unwrap_or_default();
+        let hold = match lp.hold {
+            Some(h) => duration(
+                &h,
+                "long_polling.hold",
+                Duration::from_millis(1),
+                Duration::from_secs(300),
+                &v,
+            )?,
+            None => Duration::from_secs(30),
+        };
+        let max_batch = match lp.max_batch {
+            Some(m) => {
+                v.range(
+                    &m,
+                    "long_polling.max_batch",
+                    1,
+                    100_000,
+                    "events per poll answer",
+                )?;
+                m.into_inner()
+            }
+            None => 1000,
+        };
+        let ws = raw.websocket.unwrap_or_default();
+        let heartbeat = match ws.heartbeat {
+            Some(h) => duration(
+                &h,
+                "websocket.heartbeat",
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+                &v,
+            )?,
+            None => Duration::from_secs(15),
+        };
+
+        Ok(Scenario {
+            name,
+            file: path.display().to_string(),
+            transports,
+            seed: raw.seed.unwrap_or(1),
+            clients: Clients {
+                count: c.count.into_inner(),
+                topics_per_client: c.topics_per_client.into_inner(),
+                connect_ramp: ramp,
+                source_addresses,
+                workers,
+            },
+            topics: Topics {
+                count: t.count.into_inner(),
+                prefix,
+            },
+            publish: Publish {
+                rate,
+                arrival: p.arrival.unwrap_or(Arrival::Poisson),
+                payload_bytes: p.payload_bytes.into_inner(),
+                encoding: p.encoding.unwrap_or(Encoding::Json),
+                buffer_per_topic: buffer.into_inner(),
+            },
+            phases: Phases {
+                warmup,
+                measure,
+                drain,
+            },
+            long_polling: LongPolling { hold, max_batch },
+            websocket: Websocket { heartbeat },
+        })
+    }
+}
+
+fn transport_names() -> String {
+    TransportKind::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_slug(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+struct Validator<'a, F> {
+    err: &'a F,
+}
+
+impl<F> Validator<'_, F>
+where
+    F: Fn(Option<Range<usize>>, Option<String>, String) -> ScenarioError,
+{
+    fn check(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        ok: bool,
+        allowed: &str,
+    ) -> Result<(), ScenarioError> {
+        if ok {
+            Ok(())
+        } else {
+            let span = (span != (0..0)).then_some(span);
+            Err((self.err)(
+                span,
+                Some(field.into()),
+                format!("out of range: allowed {allowed}"),
+            ))
+        }
+    }
+
+    fn range<T: Into<u64> + Copy + fmt::Display>(
+        &self,
+        value: &Spanned<T>,
+        field: &str,
+        min: u64,
+        max: u64,
+        unit: &str,
+    ) -> Result<(), ScenarioError> {
+        let n: u64 = (*value.get_ref()).into();
+        self.check(
+            value.span(),
+            field,
+            (min..=max).contains(&n),
+            &format!("{min} to {max} {unit}, got {}", value.get_ref()),
+        )
+    }
+}
+
+fn duration<F>(
+    value: &Spanned<String>,
+    field: &str,
+    min: Duration,
+    max: Duration,
+    v: &Validator<'_, F>,
+) -> Result<Duration, ScenarioError>
+where
+    F: Fn(Option<Range<usize>>, Option<String>, String) -> ScenarioError,
+{
+    let text = value.get_ref();
+    match humantime::parse_duration(text) {
+        Ok(d) => {
+            v.check(
+                value.span(),
+                field,
+                d >= min && d <= max,
+                &format!(
+                    "{} to {}, got {text:?}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            )?;
+            Ok(d)
+        }
+        Err(e) => Err((v.err)(
+            Some(value.span()),
+            Some(field.into()),
+            format!("not a duration ({e}): write e.g. \"500ms\", \"10s\" or \"2m\""),
+        )),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// A scenario that cannot be run, and why.
+#[derive(Debug)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// Dotted field path, e.g. `publish.rate`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<Spanned<String>>,
+    transports: Spanned<Vec<TransportKind>>,
+    seed: Option<u64>,
+    clients: RawClients,
+    topics: RawTopics,
+    publish: RawPublish,
+    phases: RawPhases,
+    long_polling: Option<RawLongPolling>,
+    websocket: Option<RawWebsocket>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClients {
+    count: Spanned<u32>,
+    topics_per_client: Spanned<u32>,
+    connect_ramp: Spanned<String>,
+    source_addresses: Option<Spanned<u32>>,
+    workers: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopics {
+    count: Spanned<u32>,
+    prefix: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    rate: Spanned<f64>,
+    arrival: Option<Arrival>,
+    payload_bytes: Spanned<u32>,
+    encoding: Option<Encoding>,
+    buffer_per_topic: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPhases {
+    warmup: Spanned<String>,
+    measure: Spanned<String>,
+    drain: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLongPolling {
+    hold: Option<Spanned<String>>,
+    max_batch: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebsocket {
+    heartbeat: Option<Spanned<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+transports = ["websocket", "long_polling"]
+[clients]
+count = 100
+topics_per_client = 3
+connect_ramp = "1s"
+[topics]
+count = 10
+prefix = "SYM"
+[publish]
+rate = 50.0
+payload_bytes = 32
+[phases]
+warmup = "1s"
+measure = "5s"
+drain = "2s"
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(Path::new("scenarios/t.toml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_scenario_gets_defaults() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.name, "t");
+        assert_eq!(s.transports, TransportKind::ALL.to_vec());
+        assert_eq!(s.publish.arrival, Arrival::Poisson);
+        assert_eq!(s.publish.encoding, Encoding::Json);
+        assert_eq!(s.long_polling.hold, Duration::from_secs(30));
+        assert_eq!(s.clients.source_addresses, 1);
+        assert_eq!(s.topic_name(0), "SYM0001");
+    }
+
+    #[test]
+    fn out_of_range_names_line_column_field_and_allowed_values() {
+        let text = GOOD.replace("rate = 50.0", "rate = -5.0");
+        let e = error(&text);
+        assert!(
+            e.starts_with("scenarios/t.toml:11:8: publish.rate: out of range"),
+            "{e}"
+        );
+        assert!(e.contains("more than 0"), "{e}");
+
+        let e = error(&GOOD.replace("count = 100", "count = 0"));
+        assert!(
+            e.contains(":4:9: clients.count: out of range: allowed 1 to 19000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_place() {
+        let e = error(&GOOD.replace("prefix = \"SYM\"", "prefx = \"SYM\""));
+        assert!(e.contains("scenarios/t.toml:9:1: topics.prefx"), "{e}");
+        assert!(e.contains("topics"), "{e}");
+        assert!(e.contains("unknown field `prefx`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let e = error(&GOOD.replace("count = 100", "count = \"many\""));
+        assert!(e.contains("clients.count"), "{e}");
+        assert!(
+            e.starts_with("scenarios/t.toml:4:9: clients.count: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let e = error("transports = [\n");
+        assert!(e.starts_with("scenarios/t.toml:"), "{e}");
+        assert!(e.split(':').nth(1).unwrap().parse::<usize>().is_ok(), "{e}");
+    }
+
+    #[test]
+    fn no_transports_or_unknown_transport_is_refused() {
+        let e = error(&GOOD.replace(r#"["websocket", "long_polling"]"#, "[]"));
+        assert!(
+            e.contains(
+                "transports: no transports listed: name one or more of websocket, long_polling"
+            ),
+            "{e}"
+        );
+        let e = error(&GOOD.replace(r#""long_polling""#, r#""carrier_pigeon""#));
+        assert!(
+            e.contains("carrier_pigeon") && e.contains("long_polling"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        let e = error(&GOOD.replace(r#"measure = "5s""#, r#"measure = "five""#));
+        assert!(e.contains("phases.measure: not a duration"), "{e}");
+        let e = error(&GOOD.replace(r#"measure = "5s""#, r#"measure = "10ms""#));
+        assert!(
+            e.contains("phases.measure: out of range: allowed 1s to 1day"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn more_topics_per_client_than_topics_is_refused() {
+        let e = error(&GOOD.replace("topics_per_client = 3", "topics_per_client = 11"));
+        assert!(
+            e.contains(
+                "clients.topics_per_client: out of range: allowed at most topics.count (10)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let e = Scenario::load(Path::new("no/such.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("no/such.toml: cannot read the scenario file"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! Control routes used by `pushbench run`: start the open-loop publisher,
+//! read the server's counters. Not part of the push protocol itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::clock;
+use crate::schedule::{Arrival, Schedule};
+
+/// What the publisher is asked to do. All times on the host's monotonic clock.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublishPlan {
+    pub topics: Vec<String>,
+    /// Events per second over all topics; each event picks a topic at random.
+    pub rate: f64,
+    pub arrival: Arrival,
+    pub payload_bytes: usize,
+    pub seed: u64,
+    /// Intended time of the schedule's offset 0.
+    pub start_ns: u64,
+    /// No event is intended at or after `start_ns + duration_ns`.
+    pub duration_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublisherState {
+    #[default]
+    Idle,
+    Running,
+    Done,
+}
+
+#[derive(Default)]
+pub(super) struct Publisher {
+    state: Mutex<PublisherState>,
+    max_lag_ns: AtomicU64,
+}
+
+/// Live connection gauges, counted by guards so an early return cannot leak.
+#[derive(Default)]
+pub(super) struct Gauges {
+    websockets: Arc<AtomicU64>,
+    polls: Arc<AtomicU64>,
+}
+
+pub(super) struct GaugeGuard(Arc<AtomicU64>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Gauges {
+    fn guard(gauge: &Arc<AtomicU64>) -> GaugeGuard {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(gauge.clone())
+    }
+    pub(super) fn websocket(&self) -> GaugeGuard {
+        Self::guard(&self.websockets)
+    }
+    pub(super) fn poll(&self) -> GaugeGuard {
+        Self::guard(&self.polls)
+    }
+}
+
+/// The server's counters, as `GET /_pushbench/stats` reports them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerStats {
+    pub published: u64,
+    pub publisher: PublisherState,
+    /// Largest delay between an event's intended and actual publish time.
+    pub max_publish_lag_ns: u64,
+    pub websocket_connections: u64,
+    pub polls_in_progress: u64,
+    /// Newest sequence number per topic.
+    pub heads: BTreeMap<String, u64>,
+}
+
+pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<ServerStats> {
+    Json(ServerStats {
+        published: state.hub.published(),
+        publisher: *state.publisher.state.lock().expect("publisher lock"),
+        max_publish_lag_ns: state.publisher.max_lag_ns.load(Ordering::Relaxed),
+        websocket_connections: state.gauges.websockets.load(Ordering::Relaxed),
+        polls_in_progress: state.gauges.polls.load(Ordering::Relaxed),
+        heads: state.hub.heads(),
+    })
+}
+
+pub(super) async fn publish(
+    State(state): State<Arc<AppState>>,
+    Json(plan): Json<PublishPlan>,
+) -> Response {
+    if plan.topics.is_empty() || !(plan.rate > 0.0 && plan.rate.is_finite()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a plan needs topics and a positive rate\n",
+        )
+            .into_response();
+    }
+    if let Some(bad) = plan
+        .topics
+        .iter()
+        .find(|t| !crate::codec::is_valid_topic(t))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("invalid topic name {bad:?}\n"),
+        )
+            .into_response();
+    }
+    {
+        let mut s = state.publisher.state.lock().expect("publisher lock");
+        if *s == PublisherState::Running {
+            return (StatusCode::CONFLICT, "a publisher is already running\n").into_response();
+        }
+        *s = PublisherState::Running;
+    }
+    tokio::spawn(run_publisher(state, plan));
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Publishes on the open-loop schedule. When it falls behind (an overloaded
+/// server), it publishes every overdue event at once, each stamped with its
+/// own intended time, so the backlog is charged as latency.
+async fn run_publisher(state: Arc<AppState>, plan: PublishPlan) {
+    let topics: Vec<_> = plan.topics.iter().map(|t| state.hub.topic(t)).collect();
+    let payload: Vec<u8> = (0..plan.payload_bytes)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let mut pick = StdRng::seed_from_u64(plan.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let end = plan.start_ns + plan.duration_ns;
+    for offset in Schedule::new(plan.arrival, plan.rate, plan.seed) {
+        let intended = plan.start_ns + offset;
+        if intended >= end {
+            break;
+        }
+        if intended > clock::now_ns() {
+            tokio::time::sleep_until(clock::instant_at(intended)).await;
+        }
+        let topic = &topics[pick.random_range(0..topics.len())];
+        state.hub.publish(topic, intended, &payload);
+        let lag = clock::now_ns().saturating_sub(intended);
+        state.publisher.max_lag_ns.fetch_max(lag, Ordering::Relaxed);
+    }
+    *state.publisher.state.lock().expect("publisher lock") = PublisherState::Done;
+}
