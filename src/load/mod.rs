@@ -1,0 +1,160 @@
+//! The load generator: worker threads, each running its share of clients on
+//! its own single-threaded event loop with its own histograms and counters.
+//! Nothing on the hot path is shared between workers; the coordinator
+//! merges their reports at the end (and their one-second intervals as they
+//! come).
+
+mod client_loop;
+pub mod tracker;
+mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use worker::{Worker, spawn_worker};
+
+use crate::client::{CounterSnapshot, ErrorKind};
+use tracker::DeliveryCounts;
+
+/// Latencies are recorded in microseconds, from 1 µs to one hour.
+pub const HIST_MAX_US: u64 = 3_600_000_000;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// What the coordinator and every worker share: signals and phase edges.
+pub struct Control {
+    /// Zero of the one-second timeline (monotonic ns).
+    pub base_ns: u64,
+    /// Clients stop when this fires.
+    pub stop: CancellationToken,
+    /// Events intended inside [start, end) are the measured ones; events
+    /// received inside it count toward throughput and cost. Unset (MAX)
+    /// until the publisher's start is fixed.
+    window_start_ns: AtomicU64,
+    window_end_ns: AtomicU64,
+    /// The newest sequence number of every topic once publishing has ended;
+    /// clients that hold everything up to it are done.
+    final_heads: watch::Sender<Option<Arc<HashMap<String, u64>>>>,
+    /// Clients whose subscription has been answered at least once.
+    pub subscribed: AtomicU64,
+    /// Clients connected right now.
+    pub connected: AtomicU64,
+    /// Clients that hold every event up to the final heads.
+    pub complete: AtomicU64,
+}
+
+impl Control {
+    pub fn new(base_ns: u64) -> Arc<Control> {
+        Arc::new(Control {
+            base_ns,
+            stop: CancellationToken::new(),
+            window_start_ns: AtomicU64::new(u64::MAX),
+            window_end_ns: AtomicU64::new(u64::MAX),
+            final_heads: watch::Sender::new(None),
+            subscribed: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            complete: AtomicU64::new(0),
+        })
+    }
+
+    pub fn set_window(&self, start_ns: u64, end_ns: u64) {
+        self.window_start_ns.store(start_ns, Ordering::Relaxed);
+        self.window_end_ns.store(end_ns, Ordering::Relaxed);
+    }
+
+    fn window(&self) -> (u64, u64) {
+        (
+            self.window_start_ns.load(Ordering::Relaxed),
+            self.window_end_ns.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn set_final_heads(&self, heads: HashMap<String, u64>) {
+        self.final_heads.send_replace(Some(Arc::new(heads)));
+    }
+
+    pub fn final_heads(&self) -> Option<Arc<HashMap<String, u64>>> {
+        self.final_heads.borrow().clone()
+    }
+}
+
+/// One client's part of the workload.
+#[derive(Clone, Debug)]
+pub struct ClientSpec {
+    /// When it connects (monotonic ns), from the connect ramp.
+    pub start_ns: u64,
+    pub source: IpAddr,
+    pub topics: Vec<String>,
+}
+
+/// One second of one worker (or, merged, of all workers).
+pub struct IntervalReport {
+    /// Seconds since [`Control::base_ns`].
+    pub index: u64,
+    /// Latency from intended publish time of events received in this second.
+    pub latency: Histogram<u64>,
+    pub delivered: u64,
+    pub counters: CounterSnapshot,
+    /// Clients connected at the end of the second.
+    pub connected: u64,
+    pub errors: u64,
+}
+
+impl IntervalReport {
+    pub fn merge(&mut self, other: &IntervalReport) {
+        self.latency
+            .add(&other.latency)
+            .expect("same histogram bounds");
+        self.delivered += other.delivered;
+        self.counters = self.counters + other.counters;
+        self.connected += other.connected;
+        self.errors += other.errors;
+    }
+}
+
+/// Everything one worker measured, for the whole run.
+pub struct WorkerReport {
+    /// Intended publish time to receive, events intended in the window.
+    pub latency: Histogram<u64>,
+    /// Actual publish time to receive, same events.
+    pub latency_published: Histogram<u64>,
+    /// TCP connect + handshake + subscription answer, every (re)connect.
+    pub connect: Histogram<u64>,
+    pub delivery: DeliveryCounts,
+    pub delivered_in_window: u64,
+    pub errors: BTreeMap<ErrorKind, u64>,
+}
+
+impl WorkerReport {
+    pub fn empty() -> WorkerReport {
+        WorkerReport {
+            latency: new_histogram(),
+            latency_published: new_histogram(),
+            connect: new_histogram(),
+            delivery: DeliveryCounts::default(),
+            delivered_in_window: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    pub fn merge(&mut self, o: &WorkerReport) {
+        self.latency.add(&o.latency).expect("same bounds");
+        self.latency_published
+            .add(&o.latency_published)
+            .expect("same bounds");
+        self.connect.add(&o.connect).expect("same bounds");
+        self.delivery += o.delivery;
+        self.delivered_in_window += o.delivered_in_window;
+        for (k, v) in &o.errors {
+            *self.errors.entry(*k).or_default() += v;
+        }
+    }
+}

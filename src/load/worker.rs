@@ -1,0 +1,111 @@
+//! One generator worker: a thread with a single-threaded event loop that
+//! runs its clients and owns their histograms.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::LocalSet;
+
+use super::client_loop::{WorkerCtx, run_client};
+use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
+use crate::client::{CounterSnapshot, LongPollClient, SocketCounters, Target, WebSocketClient};
+use crate::clock;
+use crate::scenario::TransportKind;
+
+pub struct Worker {
+    pub counters: Arc<SocketCounters>,
+    handle: std::thread::JoinHandle<WorkerReport>,
+}
+
+impl Worker {
+    /// Waits for the worker's clients to end (they end when the run's stop
+    /// signal fires) and returns what it measured.
+    pub fn join(self) -> WorkerReport {
+        self.handle.join().unwrap_or_else(|_| WorkerReport::empty())
+    }
+}
+
+pub fn spawn_worker(
+    id: usize,
+    kind: TransportKind,
+    target: Target,
+    clients: Vec<ClientSpec>,
+    control: Arc<Control>,
+    intervals: UnboundedSender<IntervalReport>,
+) -> std::io::Result<Worker> {
+    let counters = Arc::new(SocketCounters::default());
+    let thread_counters = counters.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("pushbench-worker-{id}"))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("worker runtime");
+            let ctx = Rc::new(WorkerCtx {
+                target,
+                control,
+                counters: thread_counters,
+                report: RefCell::new(WorkerReport::empty()),
+                interval: RefCell::new(new_histogram()),
+                interval_delivered: Cell::new(0),
+                interval_errors: Cell::new(0),
+                connected: Cell::new(0),
+                last_counters: Cell::new(CounterSnapshot::default()),
+            });
+            LocalSet::new().block_on(&rt, run(kind, clients, ctx, intervals))
+        })?;
+    Ok(Worker { counters, handle })
+}
+
+async fn run(
+    kind: TransportKind,
+    clients: Vec<ClientSpec>,
+    ctx: Rc<WorkerCtx>,
+    intervals: UnboundedSender<IntervalReport>,
+) -> WorkerReport {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|spec| match kind {
+            TransportKind::Websocket => {
+                tokio::task::spawn_local(run_client::<WebSocketClient>(spec, ctx.clone()))
+            }
+            TransportKind::LongPolling => {
+                tokio::task::spawn_local(run_client::<LongPollClient>(spec, ctx.clone()))
+            }
+        })
+        .collect();
+    let ticker = tokio::task::spawn_local(tick(ctx.clone(), intervals.clone()));
+    let mut trackers = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(tracker) = t.await {
+            trackers.push(tracker);
+        }
+    }
+    ticker.abort();
+    let _ = ticker.await;
+    let index = (clock::now_ns().saturating_sub(ctx.control.base_ns)) / 1_000_000_000;
+    let _ = intervals.send(ctx.take_interval(index));
+
+    let heads = ctx.control.final_heads().unwrap_or_default();
+    let mut report = ctx.report.replace(WorkerReport::empty());
+    for t in &trackers {
+        report.delivery += t.finish(&heads);
+    }
+    report
+}
+
+/// Hands the coordinator one report per second of this worker.
+async fn tick(ctx: Rc<WorkerCtx>, intervals: UnboundedSender<IntervalReport>) {
+    let base = ctx.control.base_ns;
+    let mut k = clock::now_ns().saturating_sub(base) / 1_000_000_000 + 1;
+    loop {
+        tokio::time::sleep_until(clock::instant_at(base + k * 1_000_000_000)).await;
+        if intervals.send(ctx.take_interval(k - 1)).is_err() {
+            return;
+        }
+        k += 1;
+    }
+}
