@@ -1,11 +1,17 @@
 //! pushbench: what does each server-push transport really cost, and how
 //! fast is it, for a given workload?
 
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod codec;
+pub mod environment;
 pub mod hub;
 pub mod load;
+pub mod procstat;
+pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod schedule;
 pub mod server;
+pub mod server_process;

@@ -1,1 +1,4 @@
-fn main() {}
+//! The `pushbench` binary: everything lives in the library.
+fn main() -> std::process::ExitCode {
+    pushbench::cli::main()
+}

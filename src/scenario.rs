@@ -43,7 +43,7 @@ impl fmt::Display for TransportKind {
 }
 
 /// A validated scenario: the workload every listed transport runs.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scenario {
     pub name: String,
     /// The file it was read from, as given.
@@ -58,7 +58,7 @@ pub struct Scenario {
     pub websocket: Websocket,
 }
 
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Clients {
     /// Concurrent clients per transport.
     pub count: u32,
@@ -74,14 +74,14 @@ pub struct Clients {
     pub workers: u32,
 }
 
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Topics {
     pub count: u32,
     /// Topic names are the prefix and a zero-padded index: SYM0001.
     pub prefix: String,
 }
 
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Publish {
     /// Events per second over all topics together.
     pub rate: f64,
@@ -92,7 +92,7 @@ pub struct Publish {
     pub buffer_per_topic: u32,
 }
 
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Phases {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -105,7 +105,7 @@ pub struct Phases {
     pub drain: Duration,
 }
 
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LongPolling {
     /// How long the server holds a poll with nothing to answer.
     #[serde(with = "humantime_serde")]
@@ -115,7 +115,7 @@ pub struct LongPolling {
     pub max_batch: u32,
 }
 
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Websocket {
     /// Interval of the server's ping frames.
     #[serde(with = "humantime_serde")]

@@ -4,7 +4,17 @@
 use std::collections::{BTreeSet, HashMap};
 
 /// Counts of one client, or summed over many.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct DeliveryCounts {
     /// Events published on the client's topics while it was subscribed.
     pub expected: u64,

@@ -1,0 +1,267 @@
+//! Command-line interface: parse, validate once, dispatch, map to exit codes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::Encoding;
+use crate::report::{self, Results, Summary};
+use crate::runner::{self, Ending};
+use crate::scenario::{Scenario, TransportKind};
+use crate::server::{self, AppState, ServerConfig};
+use crate::server_process::{READY_PREFIX, ServerLaunch};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// The run finished and every figure was written.
+    pub const OK: u8 = 0;
+    /// The run failed or stopped early (results marked incomplete).
+    pub const FAILED: u8 = 1;
+    /// Bad input: scenario file, flags or results directory.
+    pub const BAD_INPUT: u8 = 2;
+    /// Interrupted with Ctrl-C (results marked incomplete).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pushbench",
+    version,
+    about = "What server push really costs: WebSocket, long polling and more, under the same workload"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario against the bundled server, one fresh server process per transport.
+    Run {
+        /// Scenario file (TOML), e.g. scenarios/stock_ticker.toml
+        scenario: PathBuf,
+        /// Where the results directory is created.
+        #[arg(long, default_value = "results")]
+        results_dir: PathBuf,
+        /// Run only these transports (repeatable); default: the scenario's list.
+        #[arg(long = "transport", value_parser = parse_transport)]
+        transports: Vec<TransportKind>,
+        /// Print only the final table, not the phase lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Start the bundled server alone, for manual use.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "json")]
+        encoding: Encoding,
+        /// Recent events kept per topic for pollers and resumes.
+        #[arg(long, default_value_t = 1024)]
+        buffer_per_topic: usize,
+        /// Interval of WebSocket pings.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        heartbeat: Duration,
+        /// Raise the open-file limit to at least this, or refuse to start.
+        #[arg(long, default_value_t = 1024)]
+        min_open_files: u64,
+    },
+    /// Print the JSON schema of summary.json.
+    #[command(hide = true)]
+    Schema,
+}
+
+fn parse_transport(s: &str) -> Result<TransportKind, String> {
+    TransportKind::ALL
+        .into_iter()
+        .find(|t| t.name() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown transport {s:?}; allowed: {}",
+                TransportKind::ALL.map(|t| t.name()).join(", ")
+            )
+        })
+}
+
+/// Runs the command line; the binary's `main` is only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Held long polls and sockets are not worth waiting for at exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run {
+            scenario,
+            results_dir,
+            transports,
+            quiet,
+        } => run(&scenario, &results_dir, transports, quiet).await,
+        Command::Serve {
+            listen,
+            encoding,
+            buffer_per_topic,
+            heartbeat,
+            min_open_files,
+        } => {
+            let config = ServerConfig {
+                encoding,
+                buffer_per_topic,
+                heartbeat,
+                ..ServerConfig::default()
+            };
+            serve(listen, config, min_open_files).await
+        }
+        Command::Schema => {
+            print!("{}", report::summary::schema());
+            exit::OK
+        }
+    }
+}
+
+/// Makes sure this process may open `needed` files, raising the soft limit
+/// up to the hard one; otherwise says which limit, how much and how to fix it.
+pub fn ensure_open_files(needed: u64, what: &str) -> Result<(), String> {
+    let raised = rlimit::increase_nofile_limit(needed).unwrap_or(0);
+    if raised >= needed {
+        return Ok(());
+    }
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((raised, raised));
+    Err(format!(
+        "{what} needs about {needed} open files (one per socket), but the open-file limit (RLIMIT_NOFILE) is {soft} soft / {hard} hard. \
+         Raise the hard limit to at least {needed} (e.g. `ulimit -Hn {needed}` as root, LimitNOFILE={needed} for a systemd unit, \
+         or a nofile line in /etc/security/limits.conf) or lower clients.count"
+    ))
+}
+
+async fn serve(listen: SocketAddr, config: ServerConfig, min_open_files: u64) -> u8 {
+    if let Err(e) = ensure_open_files(min_open_files, "the server") {
+        eprintln!("error: {e}");
+        return exit::FAILED;
+    }
+    let listener = match server::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return exit::FAILED;
+        }
+    };
+    let addr = listener.local_addr().map_or(listen, |a| a);
+    println!("{READY_PREFIX}{addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match server::serve(listener, AppState::new(config), shutdown).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: server failed: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// `results/<scenario>-<UTC timestamp>`, made unique if it exists.
+fn results_path(root: &Path, name: &str, started_at_utc: &str) -> PathBuf {
+    let stamp: String = started_at_utc
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let mut dir = root.join(format!("{name}-{stamp}"));
+    let mut n = 2;
+    while dir.exists() {
+        dir = root.join(format!("{name}-{stamp}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, quiet: bool) -> u8 {
+    let mut scenario = match Scenario::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if !transports.is_empty() {
+        scenario.transports = transports;
+    }
+    if let Err(e) = ensure_open_files(
+        scenario.clients.count as u64 + 256,
+        &format!(
+            "{} (clients.count = {})",
+            path.display(),
+            scenario.clients.count
+        ),
+    ) {
+        eprintln!("error: {e}");
+        return exit::FAILED;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: cannot find the pushbench executable to start the server: {e}");
+            return exit::FAILED;
+        }
+    };
+    let interrupt = CancellationToken::new();
+    let on_ctrl_c = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping and writing what was measured");
+            on_ctrl_c.cancel();
+        }
+    });
+    let started_at_utc =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let environment = crate::environment::environment();
+    let progress = |line: &str| {
+        if !quiet {
+            eprintln!("[pushbench] {line}");
+        }
+    };
+    let outcome = runner::run_scenario(
+        &scenario,
+        &ServerLaunch::Spawn { exe },
+        &interrupt,
+        &progress,
+    )
+    .await;
+    let summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
+    let dir = results_path(results_dir, &scenario.name, &started_at_utc);
+    let results = Results {
+        dir,
+        summary: &summary,
+        runs: &outcome.transports,
+    };
+    if let Err(e) = report::write_all(&results, true) {
+        eprintln!("error: {e:#}");
+        return exit::FAILED;
+    }
+    match outcome.ending {
+        Ending::Complete => exit::OK,
+        Ending::Interrupted => exit::INTERRUPTED,
+        Ending::Failed(reason) => {
+            eprintln!("error: the run stopped early: {reason}");
+            exit::FAILED
+        }
+    }
+}

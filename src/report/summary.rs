@@ -1,0 +1,347 @@
+//! summary.json: every figure of a run, its scenario and its environment,
+//! in a versioned schema (docs/summary.schema.json, generated from these
+//! types; a test keeps the two in step).
+//!
+//! Units are in the field names: `_us` microseconds, `_s` seconds,
+//! `_bytes` bytes. "Per event" means per event delivered inside the
+//! measured window.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::environment::{Build, Environment};
+use crate::load::tracker::DeliveryCounts;
+use crate::runner::{Ending, RunOutcome, TransportRun};
+use crate::scenario::{Scenario, TransportKind};
+
+/// Bumped on any change a reader of summary.json would notice.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The generator is called saturated above this share of its worker threads' CPU.
+pub const GENERATOR_SATURATION: f64 = 0.85;
+/// The machine is called saturated above this share of all cores.
+pub const MACHINE_SATURATION: f64 = 0.90;
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Summary {
+    pub schema_version: u32,
+    /// False when the run was interrupted or failed; the figures are then
+    /// what was measured until it stopped.
+    pub complete: bool,
+    pub incomplete_reason: Option<String>,
+    /// RFC 3339 UTC time the run began.
+    pub started_at_utc: String,
+    pub pushbench: Build,
+    pub environment: Environment,
+    pub scenario: Scenario,
+    pub transports: Vec<TransportSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TransportSummary {
+    pub transport: TransportKind,
+    pub complete: bool,
+    pub incomplete_reason: Option<String>,
+    /// Reasons to distrust or qualify these figures.
+    pub warnings: Vec<String>,
+    pub clients: ClientFigures,
+    pub phases: PhaseFigures,
+    pub throughput: Throughput,
+    /// Receive time minus the event's intended publish time (open-loop
+    /// schedule): includes any delay in the server's publisher, fan-out,
+    /// network and, for long polling, the re-poll gap. Events intended
+    /// inside the measured window.
+    pub latency_us: Percentiles,
+    /// Receive time minus the time the server actually published the event
+    /// into its hub: the uncorrected figure, blind to publisher backlog.
+    pub latency_from_publish_us: Percentiles,
+    /// TCP connect, handshake and the answer to the subscription, every
+    /// (re)connection.
+    pub connect_us: Percentiles,
+    /// Over the whole subscription of every client, drain included.
+    pub delivery: DeliveryCounts,
+    pub cost: Cost,
+    pub processes: Processes,
+    pub server: Option<ServerFigures>,
+    /// Client errors by kind (each usually followed by a reconnect).
+    pub errors: BTreeMap<String, u64>,
+    /// Files of this transport in the results directory.
+    pub files: Files,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClientFigures {
+    pub requested: u32,
+    /// Clients whose subscription was answered at least once.
+    pub subscribed: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PhaseFigures {
+    pub connect_s: Option<f64>,
+    pub warmup_s: Option<f64>,
+    pub measure_s: Option<f64>,
+    pub drain_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Throughput {
+    /// Events received inside the measured window, per second.
+    pub delivered_per_s: f64,
+    pub delivered_in_window: u64,
+    pub window_s: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub p99_99: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p99_9: h.value_at_quantile(0.999),
+            p99_99: h.value_at_quantile(0.9999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Counted at the generator's sockets over the measured window.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Cost {
+    /// Server-to-client bytes per delivered event, HTTP and frame headers included.
+    pub bytes_down_per_event: Option<f64>,
+    /// Client-to-server bytes per delivered event.
+    pub bytes_up_per_event: Option<f64>,
+    /// HTTP requests per delivered event (WebSocket: only the upgrades).
+    pub requests_per_event: Option<f64>,
+    pub server_cpu_us_per_event: Option<f64>,
+    pub generator_cpu_us_per_event: Option<f64>,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    pub requests: u64,
+    /// TCP connections opened over the whole run (reconnects included).
+    pub connections_opened: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Processes {
+    /// CPU time (user + system) over the measured window.
+    pub server_cpu_s: Option<f64>,
+    pub generator_cpu_s: Option<f64>,
+    pub server_peak_rss_bytes: Option<u64>,
+    pub generator_peak_rss_bytes: Option<u64>,
+    /// Growth of the server's RSS from before the clients connected to
+    /// after, divided by the clients subscribed.
+    pub server_memory_per_connection_bytes: Option<f64>,
+    /// Generator CPU over the window as a share of its worker threads.
+    pub generator_cpu_share: Option<f64>,
+    /// Server plus generator CPU as a share of all cores.
+    pub machine_cpu_share: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ServerFigures {
+    pub published: u64,
+    /// Largest delay of the server's publisher behind its schedule.
+    pub max_publish_lag_us: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Files {
+    /// HdrHistogram V2 interval log of `latency_us`, one histogram per second.
+    pub interval_log: String,
+}
+
+fn secs(from: Option<u64>, to: Option<u64>) -> Option<f64> {
+    Some(to?.checked_sub(from?)? as f64 / 1e9)
+}
+
+fn per_event(value: f64, events: u64) -> Option<f64> {
+    (events > 0).then(|| value / events as f64)
+}
+
+impl TransportSummary {
+    pub fn from_run(run: &TransportRun, scenario: &Scenario, cores: u32) -> TransportSummary {
+        let p = &run.phases;
+        let window = match (&run.window_start, &run.window_end) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
+        let window_s = window.map_or(0.0, |(a, b)| (b.at_ns - a.at_ns) as f64 / 1e9);
+        let events = run.report.delivered_in_window;
+        let counters = window
+            .map(|(a, b)| b.counters - a.counters)
+            .unwrap_or_default();
+        let cpu = |f: fn(&crate::runner::Snapshot) -> Option<std::time::Duration>| {
+            window.and_then(|(a, b)| Some(f(b)?.saturating_sub(f(a)?).as_secs_f64()))
+        };
+        let server_cpu_s = cpu(|s| s.server_cpu);
+        let generator_cpu_s = cpu(|s| s.generator_cpu);
+        let with_events = |v: Option<f64>, scale: f64| v.and_then(|v| per_event(v * scale, events));
+
+        let generator_cpu_share = generator_cpu_s
+            .filter(|_| window_s > 0.0)
+            .map(|g| g / window_s / scenario.clients.workers as f64);
+        let machine_cpu_share = match (generator_cpu_s, server_cpu_s) {
+            (Some(g), Some(s)) if window_s > 0.0 => Some((g + s) / window_s / cores as f64),
+            _ => None,
+        };
+        let memory_per_connection =
+            match (run.server_rss_before_connect, run.server_rss_after_connect) {
+                (Some(before), Some(after)) if run.clients_subscribed > 0 => {
+                    Some(after.saturating_sub(before) as f64 / run.clients_subscribed as f64)
+                }
+                _ => None,
+            };
+
+        let mut warnings = Vec::new();
+        if let Some(share) = generator_cpu_share.filter(|s| *s >= GENERATOR_SATURATION) {
+            warnings.push(format!(
+                "generator saturated: it used {:.0}% of its {} worker threads' CPU during the window, so these figures describe the generator as much as the transport",
+                share * 100.0,
+                scenario.clients.workers
+            ));
+        }
+        if let Some(share) = machine_cpu_share.filter(|s| *s >= MACHINE_SATURATION) {
+            warnings.push(format!(
+                "machine saturated: server and generator together used {:.0}% of {cores} cores; latency includes waiting for a CPU",
+                share * 100.0
+            ));
+        }
+        let d = &run.report.delivery;
+        if d.lost > 0 || d.duplicated > 0 || d.out_of_order > 0 {
+            warnings.push(format!(
+                "delivery was not exactly-once in order: {} lost ({} reported missed by the server), {} duplicated, {} out of order",
+                d.lost, d.missed_reported, d.duplicated, d.out_of_order
+            ));
+        }
+        if run.clients_subscribed < run.clients_requested as u64 {
+            warnings.push(format!(
+                "only {} of {} clients subscribed",
+                run.clients_subscribed, run.clients_requested
+            ));
+        }
+
+        TransportSummary {
+            transport: run.kind,
+            complete: run.incomplete_reason.is_none(),
+            incomplete_reason: run.incomplete_reason.clone(),
+            warnings,
+            clients: ClientFigures {
+                requested: run.clients_requested,
+                subscribed: run.clients_subscribed,
+            },
+            phases: PhaseFigures {
+                connect_s: secs(Some(p.base_ns), p.connected_ns),
+                warmup_s: secs(p.publish_start_ns, p.measure_start_ns),
+                measure_s: secs(p.measure_start_ns, p.measure_end_ns),
+                drain_s: secs(p.measure_end_ns, p.drain_end_ns),
+            },
+            throughput: Throughput {
+                delivered_per_s: if window_s > 0.0 {
+                    events as f64 / window_s
+                } else {
+                    0.0
+                },
+                delivered_in_window: events,
+                window_s,
+            },
+            latency_us: Percentiles::of(&run.report.latency),
+            latency_from_publish_us: Percentiles::of(&run.report.latency_published),
+            connect_us: Percentiles::of(&run.report.connect),
+            delivery: run.report.delivery,
+            cost: Cost {
+                bytes_down_per_event: per_event(counters.bytes_down as f64, events),
+                bytes_up_per_event: per_event(counters.bytes_up as f64, events),
+                requests_per_event: per_event(counters.requests as f64, events),
+                server_cpu_us_per_event: with_events(server_cpu_s, 1e6),
+                generator_cpu_us_per_event: with_events(generator_cpu_s, 1e6),
+                bytes_down: counters.bytes_down,
+                bytes_up: counters.bytes_up,
+                requests: counters.requests,
+                connections_opened: run.totals.connections,
+            },
+            processes: Processes {
+                server_cpu_s,
+                generator_cpu_s,
+                server_peak_rss_bytes: run.server_peak_rss,
+                generator_peak_rss_bytes: run.generator_peak_rss,
+                server_memory_per_connection_bytes: memory_per_connection,
+                generator_cpu_share,
+                machine_cpu_share,
+            },
+            server: run.server_stats.as_ref().map(|s| ServerFigures {
+                published: s.published,
+                max_publish_lag_us: s.max_publish_lag_ns / 1000,
+            }),
+            errors: run
+                .report
+                .errors
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), *v))
+                .collect(),
+            files: Files {
+                interval_log: interval_log_name(run.kind),
+            },
+        }
+    }
+}
+
+pub fn interval_log_name(kind: TransportKind) -> String {
+    format!("{}.hlog", kind.name())
+}
+
+impl Summary {
+    pub fn new(
+        scenario: &Scenario,
+        outcome: &RunOutcome,
+        started_at_utc: String,
+        environment: Environment,
+    ) -> Summary {
+        let cores = environment.cores;
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            complete: outcome.ending == Ending::Complete,
+            incomplete_reason: match &outcome.ending {
+                Ending::Complete => None,
+                Ending::Interrupted => Some("interrupted by the user".into()),
+                Ending::Failed(reason) => Some(reason.clone()),
+            },
+            started_at_utc,
+            pushbench: crate::environment::build(),
+            environment,
+            scenario: scenario.clone(),
+            transports: outcome
+                .transports
+                .iter()
+                .map(|t| TransportSummary::from_run(t, scenario, cores))
+                .collect(),
+        }
+    }
+}
+
+/// The JSON schema of summary.json.
+pub fn schema() -> String {
+    serde_json::to_string_pretty(&schemars::schema_for!(Summary)).expect("schema serializes") + "\n"
+}

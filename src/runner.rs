@@ -1,0 +1,388 @@
+//! Runs a scenario: for each transport in turn, a fresh server, the same
+//! clients and the same publish schedule, through the phases
+//! connect → warm-up → measure → drain.
+//!
+//! The phases are driven here, apart from the workers: this module decides
+//! *when* (phase edges, the publisher's start) and takes the snapshots at
+//! the edges of the measured window; workers only run clients.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::bail;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{CounterSnapshot, Target};
+use crate::clock;
+use crate::load::{self, ClientSpec, Control, IntervalReport, WorkerReport};
+use crate::procstat::ProcHandle;
+use crate::scenario::{Scenario, TransportKind};
+use crate::server::{PublishPlan, PublisherState, ServerStats};
+use crate::server_process::{ServerLaunch, ServerUnderTest};
+
+const SEC: u64 = 1_000_000_000;
+/// Clients that have not connected this long after the ramp are left out.
+const CONNECT_GRACE: Duration = Duration::from_secs(10);
+
+/// Monotonic times of the phase edges of one transport's run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseEdges {
+    pub base_ns: u64,
+    pub connected_ns: Option<u64>,
+    pub publish_start_ns: Option<u64>,
+    pub measure_start_ns: Option<u64>,
+    pub measure_end_ns: Option<u64>,
+    pub drain_end_ns: Option<u64>,
+}
+
+/// Figures taken at one instant: counters and CPU of both processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    pub at_ns: u64,
+    pub counters: CounterSnapshot,
+    pub generator_cpu: Option<Duration>,
+    pub server_cpu: Option<Duration>,
+}
+
+/// Everything measured for one transport.
+pub struct TransportRun {
+    pub kind: TransportKind,
+    /// Wall-clock time of [`PhaseEdges::base_ns`], for interval logs.
+    pub started_at: SystemTime,
+    pub incomplete_reason: Option<String>,
+    pub clients_requested: u32,
+    pub clients_subscribed: u64,
+    pub phases: PhaseEdges,
+    pub report: WorkerReport,
+    /// One merged report per second since `phases.base_ns`.
+    pub intervals: Vec<IntervalReport>,
+    pub window_start: Option<Snapshot>,
+    pub window_end: Option<Snapshot>,
+    pub totals: CounterSnapshot,
+    pub server_rss_before_connect: Option<u64>,
+    pub server_rss_after_connect: Option<u64>,
+    pub server_peak_rss: Option<u64>,
+    pub generator_peak_rss: Option<u64>,
+    pub server_stats: Option<ServerStats>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    /// The user pressed Ctrl-C.
+    Interrupted,
+    /// Something failed; the message says what.
+    Failed(String),
+}
+
+pub struct RunOutcome {
+    pub transports: Vec<TransportRun>,
+    pub ending: Ending,
+}
+
+/// Runs every transport of the scenario in order. Stops early (keeping what
+/// was measured) on `interrupt` or a failure.
+pub async fn run_scenario(
+    scenario: &Scenario,
+    launch: &ServerLaunch,
+    interrupt: &CancellationToken,
+    progress: &dyn Fn(&str),
+) -> RunOutcome {
+    let mut transports = Vec::new();
+    for &kind in &scenario.transports {
+        progress(&format!("{kind}: starting"));
+        let run = run_transport(scenario, kind, launch, interrupt, progress).await;
+        let reason = run.incomplete_reason.clone();
+        transports.push(run);
+        if interrupt.is_cancelled() {
+            return RunOutcome {
+                transports,
+                ending: Ending::Interrupted,
+            };
+        }
+        if let Some(reason) = reason {
+            return RunOutcome {
+                transports,
+                ending: Ending::Failed(reason),
+            };
+        }
+    }
+    RunOutcome {
+        transports,
+        ending: Ending::Complete,
+    }
+}
+
+/// The clients of a scenario: when each connects, from where, to what.
+/// Seeded, so every transport gets exactly the same clients.
+pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec> {
+    let n = scenario.clients.count as u64;
+    let ramp = scenario.clients.connect_ramp.as_nanos() as u64;
+    let mut rng = StdRng::seed_from_u64(scenario.seed);
+    (0..n)
+        .map(|i| {
+            let picks = rand::seq::index::sample(
+                &mut rng,
+                scenario.topics.count as usize,
+                scenario.clients.topics_per_client as usize,
+            );
+            ClientSpec {
+                start_ns: first_start_ns + ramp * i / n.max(1),
+                source: IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    1 + (i % scenario.clients.source_addresses as u64) as u8,
+                )),
+                topics: picks
+                    .into_iter()
+                    .map(|t| scenario.topic_name(t as u32))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+async fn run_transport(
+    scenario: &Scenario,
+    kind: TransportKind,
+    launch: &ServerLaunch,
+    interrupt: &CancellationToken,
+    progress: &dyn Fn(&str),
+) -> TransportRun {
+    let me = ProcHandle::myself();
+    me.reset_peak_rss();
+    let base_ns = clock::now_ns();
+    let mut run = TransportRun {
+        kind,
+        started_at: SystemTime::now(),
+        incomplete_reason: None,
+        clients_requested: scenario.clients.count,
+        clients_subscribed: 0,
+        phases: PhaseEdges {
+            base_ns,
+            ..Default::default()
+        },
+        report: WorkerReport::empty(),
+        intervals: Vec::new(),
+        window_start: None,
+        window_end: None,
+        totals: CounterSnapshot::default(),
+        server_rss_before_connect: None,
+        server_rss_after_connect: None,
+        server_peak_rss: None,
+        generator_peak_rss: None,
+        server_stats: None,
+    };
+    let server = match ServerUnderTest::start(launch, scenario).await {
+        Ok(s) => s,
+        Err(e) => {
+            run.incomplete_reason = Some(format!("{e:#}"));
+            return run;
+        }
+    };
+    let server_proc = server.proc;
+    run.server_rss_before_connect = server_proc.and_then(|p| p.rss());
+
+    let control = Control::new(base_ns);
+    let target = Target {
+        addr: server.addr,
+        encoding: scenario.publish.encoding,
+        hold: scenario.long_polling.hold,
+        max_batch: scenario.long_polling.max_batch,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<IntervalReport>();
+    let merged: Arc<Mutex<BTreeMap<u64, IntervalReport>>> = Arc::default();
+    let collector = {
+        let merged = merged.clone();
+        tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let mut m = merged.lock().expect("interval lock");
+                match m.get_mut(&r.index) {
+                    Some(existing) => existing.merge(&r),
+                    None => {
+                        m.insert(r.index, r);
+                    }
+                }
+            }
+        })
+    };
+
+    let workers_n = scenario.clients.workers as usize;
+    let mut shares: Vec<Vec<ClientSpec>> = vec![Vec::new(); workers_n];
+    for (i, spec) in plan_clients(scenario, base_ns + SEC / 10)
+        .into_iter()
+        .enumerate()
+    {
+        shares[i % workers_n].push(spec);
+    }
+    let mut workers = Vec::new();
+    for (id, share) in shares.into_iter().enumerate() {
+        match load::spawn_worker(id, kind, target.clone(), share, control.clone(), tx.clone()) {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                run.incomplete_reason =
+                    Some(format!("cannot start a generator worker thread: {e}"));
+                break;
+            }
+        }
+    }
+    drop(tx);
+
+    if run.incomplete_reason.is_none() {
+        let outcome = {
+            let phases = drive_phases(scenario, &server, &control, &workers, &mut run, progress);
+            tokio::select! {
+                r = phases => r,
+                () = interrupt.cancelled() => Err(anyhow::anyhow!("interrupted by the user")),
+                reason = server.exited() => Err(anyhow::anyhow!(reason)),
+            }
+        };
+        if let Err(e) = outcome {
+            run.incomplete_reason = Some(format!("{e:#}"));
+        }
+    }
+
+    // Wrap up, whatever happened: final heads for the accounting if the
+    // phases did not get that far, then stop the clients.
+    if control.final_heads().is_none()
+        && let Ok(stats) = server.stats().await
+    {
+        control.set_final_heads(stats.heads.clone().into_iter().collect());
+        run.server_stats = Some(stats);
+    }
+    control.stop.cancel();
+    let reports = tokio::task::spawn_blocking(move || {
+        workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for r in &reports {
+        run.report.merge(r);
+    }
+    let _ = collector.await;
+    run.intervals = std::mem::take(&mut *merged.lock().expect("interval lock"))
+        .into_values()
+        .collect();
+    run.totals = run
+        .intervals
+        .iter()
+        .fold(CounterSnapshot::default(), |acc, i| acc + i.counters);
+    run.clients_subscribed = control
+        .subscribed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    run.server_peak_rss = server_proc.and_then(|p| p.peak_rss());
+    run.generator_peak_rss = me.peak_rss();
+    server.stop().await;
+    run
+}
+
+fn snapshot(workers: &[load::Worker], server: Option<ProcHandle>) -> Snapshot {
+    Snapshot {
+        at_ns: clock::now_ns(),
+        counters: workers.iter().fold(CounterSnapshot::default(), |acc, w| {
+            acc + w.counters.snapshot()
+        }),
+        generator_cpu: ProcHandle::myself().cpu_time(),
+        server_cpu: server.and_then(|p| p.cpu_time()),
+    }
+}
+
+async fn sleep_until_ns(ns: u64) {
+    tokio::time::sleep_until(clock::instant_at(ns)).await;
+}
+
+async fn drive_phases(
+    scenario: &Scenario,
+    server: &ServerUnderTest,
+    control: &Control,
+    workers: &[load::Worker],
+    run: &mut TransportRun,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let clients = scenario.clients.count as u64;
+    let kind = run.kind;
+
+    // Connect: wait for every subscription, or give up on stragglers.
+    progress(&format!(
+        "{kind}: connecting {clients} clients over {}",
+        humantime::format_duration(scenario.clients.connect_ramp)
+    ));
+    let give_up = run.phases.base_ns
+        + SEC / 10
+        + scenario.clients.connect_ramp.as_nanos() as u64
+        + CONNECT_GRACE.as_nanos() as u64;
+    while control.subscribed.load(Relaxed) < clients && clock::now_ns() < give_up {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let subscribed = control.subscribed.load(Relaxed);
+    if subscribed == 0 {
+        bail!("no client could connect and subscribe; see the errors by kind");
+    }
+    run.phases.connected_ns = Some(clock::now_ns());
+    run.server_rss_after_connect = server.proc.and_then(|p| p.rss());
+
+    // Publish: warm-up then measure, on the server's open-loop schedule.
+    let start = clock::now_ns() + SEC / 5;
+    let warmup = scenario.phases.warmup.as_nanos() as u64;
+    let measure = scenario.phases.measure.as_nanos() as u64;
+    let (measure_start, measure_end) = (start + warmup, start + warmup + measure);
+    control.set_window(measure_start, measure_end);
+    let plan = PublishPlan {
+        topics: (0..scenario.topics.count)
+            .map(|i| scenario.topic_name(i))
+            .collect(),
+        rate: scenario.publish.rate,
+        arrival: scenario.publish.arrival,
+        payload_bytes: scenario.publish.payload_bytes as usize,
+        seed: scenario.seed,
+        start_ns: start,
+        duration_ns: warmup + measure,
+    };
+    server.publish(&plan).await?;
+    run.phases.publish_start_ns = Some(start);
+    progress(&format!(
+        "{kind}: {subscribed} of {clients} clients subscribed; warm-up {}",
+        humantime::format_duration(scenario.phases.warmup)
+    ));
+    sleep_until_ns(measure_start).await;
+    run.window_start = Some(snapshot(workers, server.proc));
+    run.phases.measure_start_ns = Some(measure_start);
+    progress(&format!(
+        "{kind}: measuring for {}",
+        humantime::format_duration(scenario.phases.measure)
+    ));
+    sleep_until_ns(measure_end).await;
+    run.window_end = Some(snapshot(workers, server.proc));
+    run.phases.measure_end_ns = Some(measure_end);
+
+    // Drain: in-flight events get a bounded time to arrive.
+    progress(&format!(
+        "{kind}: draining for up to {}",
+        humantime::format_duration(scenario.phases.drain)
+    ));
+    let drain_end = measure_end + scenario.phases.drain.as_nanos() as u64;
+    let stats = loop {
+        let stats = server.stats().await?;
+        if stats.publisher == PublisherState::Done || clock::now_ns() >= drain_end {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let heads: HashMap<String, u64> = stats.heads.clone().into_iter().collect();
+    run.server_stats = Some(stats);
+    control.set_final_heads(heads);
+    while control.complete.load(Relaxed) < control.subscribed.load(Relaxed)
+        && clock::now_ns() < drain_end
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.phases.drain_end_ns = Some(clock::now_ns());
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The server under test, as `pushbench run` sees it: its own process
+//! (started fresh for each transport) or one already listening.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::procstat::ProcHandle;
+use crate::scenario::Scenario;
+use crate::server::{PublishPlan, ServerStats};
+
+/// How `run` gets a server for each transport.
+#[derive(Clone, Debug)]
+pub enum ServerLaunch {
+    /// Start `exe serve` as a fresh process for every transport.
+    Spawn { exe: PathBuf },
+    /// Use a pushbench server that is already listening (tests, manual
+    /// runs). Its process figures are reported only if `pid` is given.
+    Existing { addr: SocketAddr, pid: Option<u32> },
+}
+
+pub struct ServerUnderTest {
+    pub addr: SocketAddr,
+    pub proc: Option<ProcHandle>,
+    child: Option<std::sync::Mutex<Child>>,
+    http: reqwest::Client,
+}
+
+/// The line `pushbench serve` prints once it accepts connections.
+pub const READY_PREFIX: &str = "pushbench server listening on http://";
+
+impl ServerUnderTest {
+    pub async fn start(
+        launch: &ServerLaunch,
+        scenario: &Scenario,
+    ) -> anyhow::Result<ServerUnderTest> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        match launch {
+            ServerLaunch::Existing { addr, pid } => Ok(ServerUnderTest {
+                addr: *addr,
+                proc: pid.map(ProcHandle::pid),
+                child: None,
+                http,
+            }),
+            ServerLaunch::Spawn { exe } => {
+                let mut child = Command::new(exe)
+                    .arg("serve")
+                    .args(["--listen", "127.0.0.1:0"])
+                    .args(["--encoding", scenario.publish.encoding.as_str()])
+                    .args([
+                        "--buffer-per-topic",
+                        &scenario.publish.buffer_per_topic.to_string(),
+                    ])
+                    .args([
+                        "--heartbeat",
+                        &humantime::format_duration(scenario.websocket.heartbeat).to_string(),
+                    ])
+                    .args([
+                        "--min-open-files",
+                        &(scenario.clients.count as u64 + 256).to_string(),
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    // Its own process group: Ctrl-C reaches `run`, which
+                    // then stops the server after writing what it measured.
+                    .process_group(0)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("cannot start the server {}", exe.display()))?;
+                let stdout = child.stdout.take().expect("piped stdout");
+                let mut lines = BufReader::new(stdout).lines();
+                let ready = tokio::time::timeout(Duration::from_secs(15), async {
+                    while let Some(line) = lines.next_line().await? {
+                        if let Some(addr) = line.strip_prefix(READY_PREFIX) {
+                            return Ok::<_, std::io::Error>(Some(addr.trim().to_string()));
+                        }
+                    }
+                    Ok(None)
+                })
+                .await;
+                let addr = match ready {
+                    Ok(Ok(Some(addr))) => addr
+                        .parse()
+                        .with_context(|| format!("server printed a bad address {addr:?}"))?,
+                    Ok(_) => {
+                        let status = child.wait().await?;
+                        bail!("the server exited before it was ready ({status})");
+                    }
+                    Err(_) => bail!("the server did not report ready within 15 s"),
+                };
+                // Keep draining its stdout so it never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                let pid = child.id().context("server has no pid")?;
+                Ok(ServerUnderTest {
+                    addr,
+                    proc: Some(ProcHandle::pid(pid)),
+                    child: Some(std::sync::Mutex::new(child)),
+                    http,
+                })
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stats(&self) -> anyhow::Result<ServerStats> {
+        let r = self
+            .http
+            .get(self.url("/_pushbench/stats"))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn publish(&self, plan: &PublishPlan) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(self.url("/_pushbench/publish"))
+            .json(plan)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let status = r.status();
+            bail!(
+                "the server refused the publish plan: {status} {}",
+                r.text().await.unwrap_or_default().trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Completes when a spawned server exits on its own (never for an
+    /// existing one): the run must stop and say so.
+    pub async fn exited(&self) -> String {
+        let Some(child) = &self.child else {
+            return std::future::pending().await;
+        };
+        loop {
+            match child.lock().expect("child lock").try_wait() {
+                Ok(Some(status)) => {
+                    return format!("the server process exited during the run ({status})");
+                }
+                Ok(None) => {}
+                Err(e) => return format!("lost track of the server process: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Ends a spawned server; an existing one is left running.
+    pub async fn stop(self) {
+        if let Some(child) = self.child {
+            let mut child = child.into_inner().expect("child lock");
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
