@@ -166,6 +166,9 @@ impl Hub {
     }
 }
 
+/// Where a fresh subscription starts: each topic and its head at that moment.
+pub type Started = Vec<(Arc<str>, u64)>;
+
 /// A reader of some topics, with a cursor per topic and one wake-up shared
 /// by all of them. Dropping it unregisters the wake-up.
 pub struct Subscriber {
@@ -183,7 +186,7 @@ impl Subscriber {
     pub fn new(
         hub: &Hub,
         entries: &[(String, Option<u64>)],
-    ) -> Result<(Subscriber, Vec<(Arc<str>, u64)>), SubscribeError> {
+    ) -> Result<(Subscriber, Started), SubscribeError> {
         let id = hub.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         let mut sub = Subscriber {
@@ -310,7 +313,7 @@ mod tests {
         let topic = hub.topic("A");
         hub.publish(&topic, 1, b"x");
         // First poll subscribes from now: it gets the head, not old events.
-        let (mut sub, started) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let (sub, started) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         assert_eq!(started, vec![(Arc::from("A"), 1)]);
         let cursor = sub.cursors().next().unwrap().1;
         drop(sub);

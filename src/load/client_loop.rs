@@ -193,17 +193,35 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
                 ctx.set_connected(false);
                 break 'connection;
             }
+            // The receive stays in flight while the final heads arrive:
+            // dropping it would abandon a sent long poll mid-answer.
             let result = {
                 let cursor = tracker.cursor();
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => None,
-                    _ = heads_rx.changed() => continue,
-                    r = transport.recv(&cursor) => Some(r),
+                let recv = transport.recv(&cursor);
+                tokio::pin!(recv);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled() => break None,
+                        r = &mut recv => break Some(r),
+                        Ok(()) = heads_rx.changed() => {
+                            if let Some(heads) = control.final_heads()
+                                && tracker.complete(&heads)
+                            {
+                                break None;
+                            }
+                        }
+                    }
                 }
             };
             let outcome = match result {
+                // Stopped, or complete while a receive was in flight.
                 None => {
+                    if let Some(heads) = control.final_heads()
+                        && tracker.complete(&heads)
+                    {
+                        control.complete.fetch_add(1, Ordering::Relaxed);
+                    }
                     ctx.set_connected(false);
                     break 'connection;
                 }

@@ -1,0 +1,129 @@
+//! The binary as a user runs it.
+
+use std::process::Command;
+
+fn pushbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pushbench"))
+}
+
+fn run_with(scenario: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let out = pushbench()
+        .args(["run", path.to_str().unwrap(), "--results-dir"])
+        .arg(dir.path().join("results"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_broken_scenario_exits_2_naming_file_line_field_and_what_is_allowed() {
+    let text =
+        crate::util::tiny_scenario("\"websocket\"", "json").replace("rate = 400.0", "rate = 0.0");
+    let (code, _, stderr) = run_with(&text);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "broken.toml:12:8: publish.rate: out of range: allowed events per second, more than 0"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run_with("transports = [\"websocket\"]\n[clients]\ncount = \"x\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("broken.toml:3:9: clients.count: invalid type"),
+        "{stderr}"
+    );
+
+    let out = pushbench()
+        .args(["run", "does/not/exist.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("does/not/exist.toml: cannot read the scenario file")
+    );
+}
+
+#[test]
+fn a_tiny_run_writes_complete_results_for_both_transports() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    let text = crate::util::tiny_scenario("\"websocket\", \"long_polling\"", "json")
+        .replace("1500ms", "1s");
+    std::fs::write(&scenario, text).unwrap();
+    let out = pushbench()
+        .args([
+            "run",
+            "--quiet",
+            scenario.to_str().unwrap(),
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("websocket")
+            && stdout.contains("long_polling")
+            && stdout.contains("latency p99"),
+        "{stdout}"
+    );
+
+    let results = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["complete"], true);
+    assert_eq!(
+        summary["schema_version"],
+        pushbench::report::summary::SCHEMA_VERSION
+    );
+    let transports = summary["transports"].as_array().unwrap();
+    assert_eq!(transports.len(), 2);
+    for t in transports {
+        assert_eq!(t["delivery"]["lost"], 0, "{t}");
+        assert!(t["delivery"]["delivered"].as_u64().unwrap() > 0);
+        // Measured in a server process of its own.
+        assert!(t["processes"]["server_cpu_s"].as_f64().is_some(), "{t}");
+        assert!(
+            t["processes"]["server_memory_per_connection_bytes"]
+                .as_f64()
+                .is_some(),
+            "{t}"
+        );
+        let log = results.join(t["files"]["interval_log"].as_str().unwrap());
+        assert!(
+            std::fs::read_to_string(log).unwrap().contains("HISTF"),
+            "V2 compressed histograms"
+        );
+    }
+    let timeline = std::fs::read_to_string(results.join("timeline.csv")).unwrap();
+    assert!(
+        timeline
+            .lines()
+            .any(|l| l.starts_with("long_polling,") && l.contains(",measure,"))
+    );
+}

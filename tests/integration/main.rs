@@ -1,0 +1,15 @@
+//! Integration tests: one binary, one module per area.
+//!
+//! - `workload`: small workloads over every transport against a server on
+//!   127.0.0.1:0, checking exactly-once in-order delivery and the counters.
+//! - `protocol`: malformed requests get the right status or close code and
+//!   the server keeps serving everyone else.
+//! - `cli`: the binary itself: bad scenarios exit 2 with a useful message,
+//!   a tiny run writes complete results.
+//! - `schema`: docs/summary.schema.json matches the code.
+
+mod cli;
+mod protocol;
+mod schema;
+mod util;
+mod workload;
