@@ -245,6 +245,14 @@ async fn run_transport(
         };
         if let Err(e) = outcome {
             run.incomplete_reason = Some(format!("{e:#}"));
+            // Stopped inside the measured window: it ends now, so the figures
+            // over it (throughput, cost per event) cover what was measured.
+            if run.window_start.is_some() && run.window_end.is_none() {
+                let end = snapshot(&workers, server_proc);
+                control.set_window(run.phases.measure_start_ns.unwrap_or(end.at_ns), end.at_ns);
+                run.phases.measure_end_ns = Some(end.at_ns);
+                run.window_end = Some(end);
+            }
         }
     }
 

@@ -203,6 +203,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
 
 /// Opens a TCP connection from `source` (port chosen by the kernel), with
 /// TCP_NODELAY, counted as one connection.
+///
+/// The source port is chosen at connect() rather than bind()
+/// (IP_BIND_ADDRESS_NO_PORT): bind() alone must find a port free for every
+/// destination, and with thousands of sockets (or a previous transport's
+/// thousands in TIME_WAIT) that search makes connects take seconds.
 pub async fn connect_tcp(
     target: SocketAddr,
     source: IpAddr,
@@ -214,6 +219,11 @@ pub async fn connect_tcp(
         TcpSocket::new_v6()
     }
     .map_err(ClientError::Connect)?;
+    if source.is_ipv4() {
+        use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
+        setsockopt(&socket, IpBindAddressNoPort, &true)
+            .map_err(|e| ClientError::Connect(e.into()))?;
+    }
     socket
         .bind(SocketAddr::new(source, 0))
         .map_err(ClientError::Connect)?;

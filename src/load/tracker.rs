@@ -186,20 +186,22 @@ impl Tracker {
     }
 
     /// Final counts, with `expected` and `lost` from the topics' final heads.
-    /// A client whose subscription never succeeded expects nothing.
+    /// A client whose subscription never succeeded expects nothing. Without
+    /// a head for a topic (the server died), the highest sequence number
+    /// seen stands in: gaps below it still count as lost, what came after
+    /// it cannot be known.
     pub fn finish(&self, final_heads: &HashMap<String, u64>) -> DeliveryCounts {
         let mut c = self.counts;
         c.expected = self
             .topics
             .iter()
             .filter_map(|t| {
-                t.start.map(|s| {
-                    final_heads
-                        .get(&t.name)
-                        .copied()
-                        .unwrap_or(s)
-                        .saturating_sub(s)
-                })
+                let head = final_heads
+                    .get(&t.name)
+                    .copied()
+                    .unwrap_or(t.max_seen)
+                    .max(t.max_seen);
+                t.start.map(|s| head.saturating_sub(s))
             })
             .sum();
         c.lost = c.expected.saturating_sub(c.delivered);
@@ -292,6 +294,15 @@ mod tests {
         t.on_event("A", 11);
         t.on_subscribed("A", 50);
         assert_eq!(t.finish(&heads(12, 0)).expected, 2);
+    }
+
+    #[test]
+    fn without_final_heads_gaps_below_the_highest_seen_still_count() {
+        let mut t = tracker();
+        t.on_event("A", 11);
+        t.on_event("A", 14);
+        let c = t.finish(&HashMap::new());
+        assert_eq!((c.expected, c.delivered, c.lost), (4, 2, 2));
     }
 
     #[test]

@@ -236,6 +236,12 @@ impl TransportSummary {
                 d.lost, d.missed_reported, d.duplicated, d.out_of_order
             ));
         }
+        if run.server_stats.is_none() {
+            warnings.push(
+                "the server's final sequence numbers are unknown, so `expected` and `lost` only cover events up to the newest each client saw"
+                    .into(),
+            );
+        }
         if run.clients_subscribed < run.clients_requested as u64 {
             warnings.push(format!(
                 "only {} of {} clients subscribed",
