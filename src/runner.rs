@@ -157,7 +157,6 @@ async fn run_transport(
 ) -> TransportRun {
     let me = ProcHandle::myself();
     me.reset_peak_rss();
-    let base_ns = clock::now_ns();
     let mut run = TransportRun {
         kind,
         started_at: SystemTime::now(),
@@ -165,7 +164,7 @@ async fn run_transport(
         clients_requested: scenario.clients.count,
         clients_subscribed: 0,
         phases: PhaseEdges {
-            base_ns,
+            base_ns: clock::now_ns(),
             ..Default::default()
         },
         report: WorkerReport::empty(),
@@ -189,6 +188,11 @@ async fn run_transport(
     let server_proc = server.proc;
     run.server_rss_before_connect = server_proc.and_then(|p| p.rss());
 
+    // The timeline, the connect ramp and the phases start once the server
+    // is up: a slow server start must not squeeze the ramp.
+    let base_ns = clock::now_ns();
+    run.phases.base_ns = base_ns;
+    run.started_at = SystemTime::now();
     let control = Control::new(base_ns);
     let target = Target {
         addr: server.addr,

@@ -315,7 +315,7 @@ impl Scenario {
                 &h,
                 "long_polling.hold",
                 Duration::from_millis(1),
-                Duration::from_secs(300),
+                Duration::from_secs(120),
                 &v,
             )?,
             None => Duration::from_secs(30),

@@ -28,7 +28,7 @@ impl Transport for LongPollClient {
     async fn connect(
         target: &Target,
         source: IpAddr,
-        cursor: &Cursor<'_>,
+        cursor: &impl Cursor,
         counters: &Arc<SocketCounters>,
     ) -> Result<(Self, Received), ClientError> {
         let stream = super::connect_tcp(target.addr, source, counters).await?;
@@ -47,10 +47,10 @@ impl Transport for LongPollClient {
         Ok((client, first))
     }
 
-    async fn recv(&mut self, cursor: &Cursor<'_>) -> Result<Received, ClientError> {
+    async fn recv(&mut self, cursor: &impl Cursor) -> Result<Received, ClientError> {
         self.path.clear();
         self.path.push_str("/lp?subs=");
-        codec::format_cursor(cursor.iter().copied(), &mut self.path);
+        codec::format_cursor(cursor.entries(), &mut self.path);
         use std::fmt::Write as _;
         let _ = write!(
             self.path,

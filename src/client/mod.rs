@@ -54,9 +54,14 @@ pub struct Received {
     pub framing: Framing,
 }
 
-/// A long-poll style cursor: each subscribed topic and the last sequence
-/// number held of it (`None` before the subscription is known).
-pub type Cursor<'a> = [(&'a str, Option<u64>)];
+/// Where a client stands: each subscribed topic and the last sequence
+/// number it holds (`None` until the server has answered the subscription).
+///
+/// Only transports that send it read it (long polling on every poll,
+/// WebSocket once to subscribe), so it costs nothing per WebSocket frame.
+pub trait Cursor {
+    fn entries(&self) -> impl Iterator<Item = (&str, Option<u64>)>;
+}
 
 /// One client connection of some transport.
 ///
@@ -68,13 +73,14 @@ pub trait Transport: Sized {
     fn connect(
         target: &Target,
         source: IpAddr,
-        cursor: &Cursor<'_>,
+        cursor: &impl Cursor,
         counters: &Arc<SocketCounters>,
     ) -> impl Future<Output = Result<(Self, Received), ClientError>>;
 
     /// Waits for the next data from the server. `cursor` is where the
     /// client stands now (long polling sends it; WebSocket ignores it).
-    fn recv(&mut self, cursor: &Cursor<'_>) -> impl Future<Output = Result<Received, ClientError>>;
+    fn recv(&mut self, cursor: &impl Cursor)
+    -> impl Future<Output = Result<Received, ClientError>>;
 }
 
 /// Counters of one generator worker, bumped by every socket it owns.

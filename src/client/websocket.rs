@@ -32,7 +32,7 @@ impl Transport for WebSocketClient {
     async fn connect(
         target: &Target,
         source: IpAddr,
-        cursor: &Cursor<'_>,
+        cursor: &impl Cursor,
         counters: &Arc<SocketCounters>,
     ) -> Result<(Self, Received), ClientError> {
         let stream = super::connect_tcp(target.addr, source, counters).await?;
@@ -44,7 +44,7 @@ impl Transport for WebSocketClient {
                 .map_err(|e| ClientError::Handshake(e.to_string()))?;
         let mut client = WebSocketClient { ws };
         let subscribe =
-            ClientMessage::Subscribe(cursor.iter().map(|(t, c)| (t.to_string(), *c)).collect());
+            ClientMessage::Subscribe(cursor.entries().map(|(t, c)| (t.to_string(), c)).collect());
         client
             .ws
             .send(Message::Text(subscribe.to_json().into()))
@@ -54,7 +54,7 @@ impl Transport for WebSocketClient {
         Ok((client, first))
     }
 
-    async fn recv(&mut self, _cursor: &Cursor<'_>) -> Result<Received, ClientError> {
+    async fn recv(&mut self, _cursor: &impl Cursor) -> Result<Received, ClientError> {
         loop {
             let body: Bytes = match self.ws.next().await {
                 Some(Ok(Message::Text(text))) => text.into(),

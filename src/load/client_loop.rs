@@ -146,10 +146,9 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
         }
         let began = clock::now_ns();
         let attempt = {
-            let cursor = tracker.cursor();
             tokio::select! {
                 () = stop.cancelled() => break,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, T::connect(&ctx.target, spec.source, &cursor, &ctx.counters)) => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, T::connect(&ctx.target, spec.source, &tracker, &ctx.counters)) => r,
             }
         };
         let (mut transport, first) = match attempt {
@@ -196,8 +195,7 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
             // The receive stays in flight while the final heads arrive:
             // dropping it would abandon a sent long poll mid-answer.
             let result = {
-                let cursor = tracker.cursor();
-                let recv = transport.recv(&cursor);
+                let recv = transport.recv(&tracker);
                 tokio::pin!(recv);
                 loop {
                     tokio::select! {

@@ -71,6 +71,15 @@ struct TopicTrack {
     holes: BTreeSet<u64>,
 }
 
+/// The cursor to resume from: the highest sequence number seen per topic.
+impl crate::client::Cursor for Tracker {
+    fn entries(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
+        self.topics
+            .iter()
+            .map(|t| (t.name.as_str(), t.start.map(|_| t.max_seen)))
+    }
+}
+
 #[derive(Debug)]
 pub struct Tracker {
     topics: Vec<TopicTrack>,
@@ -95,14 +104,6 @@ impl Tracker {
 
     fn find(&mut self, topic: &str) -> Option<&mut TopicTrack> {
         self.topics.iter_mut().find(|t| t.name == topic)
-    }
-
-    /// Where the client stands: the cursor to resume from.
-    pub fn cursor(&self) -> Vec<(&str, Option<u64>)> {
-        self.topics
-            .iter()
-            .map(|t| (t.name.as_str(), t.start.map(|_| t.max_seen)))
-            .collect()
     }
 
     /// True once the server has answered the subscription for every topic.
@@ -212,6 +213,11 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Cursor;
+
+    fn cursor(t: &Tracker) -> Vec<(&str, Option<u64>)> {
+        t.entries().collect()
+    }
 
     fn heads(a: u64, b: u64) -> HashMap<String, u64> {
         HashMap::from([("A".into(), a), ("B".into(), b)])
@@ -219,7 +225,7 @@ mod tests {
 
     fn tracker() -> Tracker {
         let mut t = Tracker::new(vec!["A".into(), "B".into()]);
-        assert_eq!(t.cursor(), vec![("A", None), ("B", None)]);
+        assert_eq!(cursor(&t), vec![("A", None), ("B", None)]);
         t.on_subscribed("A", 10);
         t.on_subscribed("B", 0);
         t
@@ -244,7 +250,7 @@ mod tests {
             ),
             (4, 4, 0, 0, 0)
         );
-        assert_eq!(t.cursor(), vec![("A", Some(13)), ("B", Some(1))]);
+        assert_eq!(cursor(&t), vec![("A", Some(13)), ("B", Some(1))]);
     }
 
     #[test]
@@ -285,7 +291,7 @@ mod tests {
             (c.expected, c.delivered, c.lost, c.missed_reported),
             (11, 2, 9, 9)
         );
-        assert_eq!(t.cursor()[0], ("A", Some(21)));
+        assert_eq!(cursor(&t)[0], ("A", Some(21)));
     }
 
     #[test]

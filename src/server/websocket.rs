@@ -117,13 +117,13 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
     heartbeat.tick().await;
     let mut unanswered_pings = 0u32;
     let mut more = true;
+    let mut frames = Vec::with_capacity(16);
     loop {
         if more {
-            let mut frames = Vec::new();
             more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| {
                 frames.push(frame(encoding, d))
             });
-            for f in frames {
+            for f in frames.drain(..) {
                 if tx.feed(f).await.is_err() {
                     return;
                 }
