@@ -151,6 +151,17 @@ impl<S> CountingStream<S> {
     }
 }
 
+impl<S> CountingStream<S> {
+    fn count_written(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = poll {
+            self.counters
+                .bytes_up
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -172,12 +183,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.counters
-                .bytes_up
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-        poll
+        self.count_written(poll)
     }
 
     fn poll_write_vectored(
@@ -186,12 +192,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.counters
-                .bytes_up
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-        poll
+        self.count_written(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
