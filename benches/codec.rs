@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use pushbench::codec::{self, BatchWriter, Encoding, Event, ServerMessage};
 
 const SIZES: [usize; 4] = [16, 256, 4096, 65536];
@@ -78,4 +78,12 @@ fn batch(c: &mut Criterion) {
 }
 
 criterion_group!(benches, encode, decode, batch);
-criterion_main!(benches);
+
+/// criterion_main!, plus the embedded font: plotters is built with its
+/// ab_glyph feature (for pushbench's charts), which criterion's own plots
+/// share, and ab_glyph draws only fonts registered first.
+fn main() {
+    pushbench::report::charts::register_font();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

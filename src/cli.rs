@@ -50,7 +50,7 @@ enum Command {
         /// Run only these transports (repeatable); default: the scenario's list.
         #[arg(long = "transport", value_parser = parse_transport)]
         transports: Vec<TransportKind>,
-        /// Print only the final table, not the phase lines.
+        /// Plain lines per phase instead of progress bars.
         #[arg(long)]
         quiet: bool,
     },
@@ -69,6 +69,11 @@ enum Command {
         /// Raise the open-file limit to at least this, or refuse to start.
         #[arg(long, default_value_t = 1024)]
         min_open_files: u64,
+    },
+    /// Render the charts and reports of a results directory from its saved data.
+    Report {
+        /// A directory written by `pushbench run`, e.g. results/stock_ticker-20260101T000000Z
+        results_dir: PathBuf,
     },
     /// Print the JSON schema of summary.json.
     #[command(hide = true)]
@@ -130,6 +135,17 @@ async fn dispatch(cli: Cli) -> u8 {
             };
             serve(listen, config, min_open_files).await
         }
+        Command::Report { results_dir } => match report::render(&results_dir) {
+            Ok(saved) => {
+                print_summary(&saved.summary, &results_dir);
+                println!("report: {}", results_dir.join("report.html").display());
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                exit::BAD_INPUT
+            }
+        },
         Command::Schema => {
             print!("{}", report::summary::schema());
             exit::OK
@@ -176,6 +192,14 @@ async fn serve(listen: SocketAddr, config: ServerConfig, min_open_files: u64) ->
             exit::FAILED
         }
     }
+}
+
+fn print_summary(summary: &Summary, dir: &Path) {
+    println!("{}", report::render_table(summary));
+    for line in report::notices(summary) {
+        println!("{line}");
+    }
+    println!("results: {}", dir.display());
 }
 
 /// `results/<scenario>-<UTC timestamp>`, made unique if it exists.
@@ -233,29 +257,35 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, qu
     let started_at_utc =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let environment = crate::environment::environment();
-    let progress = |line: &str| {
-        if !quiet {
-            eprintln!("[pushbench] {line}");
-        }
-    };
+    let progress: std::sync::Arc<dyn crate::progress::Progress> =
+        crate::progress::for_output(quiet).into();
     let outcome = runner::run_scenario(
         &scenario,
         &ServerLaunch::Spawn { exe },
         &interrupt,
-        &progress,
+        progress,
     )
     .await;
     let summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
     let dir = results_path(results_dir, &scenario.name, &started_at_utc);
     let results = Results {
-        dir,
+        dir: dir.clone(),
         summary: &summary,
         runs: &outcome.transports,
     };
-    if let Err(e) = report::write_all(&results, true) {
+    if let Err(e) = report::write_data(&results) {
         eprintln!("error: {e:#}");
         return exit::FAILED;
     }
+    print_summary(&summary, &dir);
+    if let Err(e) = report::render(&dir) {
+        eprintln!(
+            "error: the measurements are saved in {}, but the report could not be rendered: {e:#}",
+            dir.display()
+        );
+        return exit::FAILED;
+    }
+    println!("report: {}", dir.join("report.html").display());
     match outcome.ending {
         Ending::Complete => exit::OK,
         Ending::Interrupted => exit::INTERRUPTED,

@@ -9,6 +9,7 @@ pub mod environment;
 pub mod hub;
 pub mod load;
 pub mod procstat;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;

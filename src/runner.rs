@@ -20,6 +20,7 @@ use crate::client::{CounterSnapshot, Target};
 use crate::clock;
 use crate::load::{self, ClientSpec, Control, IntervalReport, WorkerReport};
 use crate::procstat::ProcHandle;
+use crate::progress::{Live, Phase, Progress};
 use crate::scenario::{Scenario, TransportKind};
 use crate::server::{PublishPlan, PublisherState, ServerStats};
 use crate::server_process::{ServerLaunch, ServerUnderTest};
@@ -91,12 +92,19 @@ pub async fn run_scenario(
     scenario: &Scenario,
     launch: &ServerLaunch,
     interrupt: &CancellationToken,
-    progress: &dyn Fn(&str),
+    progress: Arc<dyn Progress>,
 ) -> RunOutcome {
     let mut transports = Vec::new();
     for &kind in &scenario.transports {
-        progress(&format!("{kind}: starting"));
-        let run = run_transport(scenario, kind, launch, interrupt, progress).await;
+        let run = run_transport(scenario, kind, launch, interrupt, progress.clone()).await;
+        let ending = match &run.incomplete_reason {
+            None => format!(
+                "done: {} of {} events delivered",
+                run.report.delivery.delivered, run.report.delivery.expected
+            ),
+            Some(reason) => format!("stopped: {reason}"),
+        };
+        progress.done(kind, &ending);
         let reason = run.incomplete_reason.clone();
         transports.push(run);
         if interrupt.is_cancelled() {
@@ -153,7 +161,7 @@ async fn run_transport(
     kind: TransportKind,
     launch: &ServerLaunch,
     interrupt: &CancellationToken,
-    progress: &dyn Fn(&str),
+    progress: Arc<dyn Progress>,
 ) -> TransportRun {
     let me = ProcHandle::myself();
     me.reset_peak_rss();
@@ -238,9 +246,22 @@ async fn run_transport(
     }
     drop(tx);
 
+    let ticker = tokio::spawn(report_live(
+        control.clone(),
+        merged.clone(),
+        scenario.clients.count as u64,
+        progress.clone(),
+    ));
     if run.incomplete_reason.is_none() {
         let outcome = {
-            let phases = drive_phases(scenario, &server, &control, &workers, &mut run, progress);
+            let phases = drive_phases(
+                scenario,
+                &server,
+                &control,
+                &workers,
+                &mut run,
+                progress.as_ref(),
+            );
             tokio::select! {
                 r = phases => r,
                 () = interrupt.cancelled() => Err(anyhow::anyhow!("interrupted by the user")),
@@ -268,6 +289,7 @@ async fn run_transport(
         control.set_final_heads(stats.heads.clone().into_iter().collect());
         run.server_stats = Some(stats);
     }
+    ticker.abort();
     control.stop.cancel();
     let reports = tokio::task::spawn_blocking(move || {
         workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()
@@ -294,6 +316,34 @@ async fn run_transport(
     run
 }
 
+/// Feeds the progress display twice a second from the last settled second.
+async fn report_live(
+    control: Arc<Control>,
+    merged: Arc<Mutex<BTreeMap<u64, IntervalReport>>>,
+    clients: u64,
+    progress: Arc<dyn Progress>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = clock::now_ns().saturating_sub(control.base_ns) / SEC;
+        let mut live = Live {
+            clients,
+            connected: control.connected.load(std::sync::atomic::Ordering::Relaxed),
+            ..Live::default()
+        };
+        {
+            let m = merged.lock().expect("interval lock");
+            live.errors = m.values().map(|i| i.errors).sum();
+            // Two seconds back: every worker has reported it by now.
+            if let Some(i) = second.checked_sub(2).and_then(|k| m.get(&k)) {
+                live.delivered_per_s = Some(i.delivered);
+                live.p99_us = (!i.latency.is_empty()).then(|| i.latency.value_at_quantile(0.99));
+            }
+        }
+        progress.live(&live);
+    }
+}
+
 fn snapshot(workers: &[load::Worker], server: Option<ProcHandle>) -> Snapshot {
     Snapshot {
         at_ns: clock::now_ns(),
@@ -315,17 +365,19 @@ async fn drive_phases(
     control: &Control,
     workers: &[load::Worker],
     run: &mut TransportRun,
-    progress: &dyn Fn(&str),
+    progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
     let clients = scenario.clients.count as u64;
     let kind = run.kind;
 
     // Connect: wait for every subscription, or give up on stragglers.
-    progress(&format!(
-        "{kind}: connecting {clients} clients over {}",
-        humantime::format_duration(scenario.clients.connect_ramp)
-    ));
+    progress.phase(
+        kind,
+        Phase::Connect,
+        scenario.clients.connect_ramp,
+        &format!("; {clients} clients"),
+    );
     let give_up = run.phases.base_ns
         + SEC / 10
         + scenario.clients.connect_ramp.as_nanos() as u64
@@ -359,26 +411,22 @@ async fn drive_phases(
     };
     server.publish(&plan).await?;
     run.phases.publish_start_ns = Some(start);
-    progress(&format!(
-        "{kind}: {subscribed} of {clients} clients subscribed; warm-up {}",
-        humantime::format_duration(scenario.phases.warmup)
-    ));
+    progress.phase(
+        kind,
+        Phase::Warmup,
+        scenario.phases.warmup,
+        &format!("; {subscribed} of {clients} clients subscribed"),
+    );
     sleep_until_ns(measure_start).await;
     run.window_start = Some(snapshot(workers, server.proc));
     run.phases.measure_start_ns = Some(measure_start);
-    progress(&format!(
-        "{kind}: measuring for {}",
-        humantime::format_duration(scenario.phases.measure)
-    ));
+    progress.phase(kind, Phase::Measure, scenario.phases.measure, "");
     sleep_until_ns(measure_end).await;
     run.window_end = Some(snapshot(workers, server.proc));
     run.phases.measure_end_ns = Some(measure_end);
 
     // Drain: in-flight events get a bounded time to arrive.
-    progress(&format!(
-        "{kind}: draining for up to {}",
-        humantime::format_duration(scenario.phases.drain)
-    ));
+    progress.phase(kind, Phase::Drain, scenario.phases.drain, "; at most");
     let drain_end = measure_end + scenario.phases.drain.as_nanos() as u64;
     let stats = loop {
         let stats = server.stats().await?;

@@ -16,7 +16,19 @@ use crate::codec::Encoding;
 use crate::schedule::Arrival;
 
 /// A way to push events from the server to a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
     /// One WebSocket per client; the server pushes each event as a frame.

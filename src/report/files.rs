@@ -1,25 +1,63 @@
-//! The files of a results directory.
+//! The data files of a results directory, written after a run and read
+//! back by `pushbench report`: everything the charts and reports need.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
 
 use super::summary::interval_log_name;
 use super::{Reporter, Results};
 use crate::runner::TransportRun;
+use crate::scenario::TransportKind;
+
+pub const SUMMARY: &str = "summary.json";
+pub const TIMELINE: &str = "timeline.csv";
+pub const HISTOGRAMS: &str = "histograms.hlog";
 
 pub struct SummaryJson;
 
 impl Reporter for SummaryJson {
     fn report(&self, results: &Results<'_>) -> anyhow::Result<()> {
-        let path = results.dir.join("summary.json");
+        let path = results.dir.join(SUMMARY);
         let json = serde_json::to_string_pretty(results.summary)?;
         std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))
     }
+}
+
+fn write_log(
+    path: &Path,
+    comments: &[&str],
+    run: &TransportRun,
+    entries: &[(Duration, Duration, Option<&str>, &Histogram<u64>)],
+) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    let mut builder = IntervalLogWriterBuilder::new();
+    for c in comments {
+        builder.add_comment(c);
+    }
+    let mut writer = builder
+        .with_start_time(run.started_at)
+        .with_base_time(run.started_at)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut out, &mut serializer)
+        .map_err(|e| anyhow::anyhow!("{}: log header: {e}", path.display()))?;
+    for (start, length, tag, h) in entries {
+        let tag = tag.map(|t| Tag::new(t).expect("tags have no commas or spaces"));
+        writer
+            .write_histogram(*h, *start, *length, tag)
+            .map_err(|e| anyhow::anyhow!("{}: log entry: {e:?}", path.display()))?;
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One HdrHistogram V2 interval log per transport: latency from intended
@@ -29,31 +67,161 @@ pub struct IntervalLogs;
 impl Reporter for IntervalLogs {
     fn report(&self, results: &Results<'_>) -> anyhow::Result<()> {
         for run in results.runs {
-            let path = results.dir.join(interval_log_name(run.kind));
-            let mut out = Vec::new();
-            let mut serializer = V2DeflateSerializer::new();
-            let mut writer = IntervalLogWriterBuilder::new()
-                .add_comment(&format!("pushbench {} latency (receive - intended publish time)", run.kind))
-                .add_comment("values in microseconds; with HistogramLogProcessor use -outputValueUnitRatio 1000 for ms")
-                .with_start_time(run.started_at)
-                .with_base_time(run.started_at)
-                .with_max_value_divisor(1000.0)
-                .begin_log_with(&mut out, &mut serializer)
-                .map_err(|e| anyhow::anyhow!("interval log header: {e}"))?;
-            for i in &run.intervals {
-                writer
-                    .write_histogram(
-                        &i.latency,
+            let entries: Vec<_> = run
+                .intervals
+                .iter()
+                .map(|i| {
+                    (
                         Duration::from_secs(i.index),
                         Duration::from_secs(1),
                         None,
+                        &i.latency,
                     )
-                    .map_err(|e| anyhow::anyhow!("interval log entry: {e:?}"))?;
-            }
-            std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+                })
+                .collect();
+            write_log(
+                &results.dir.join(interval_log_name(run.kind)),
+                &[
+                    &format!(
+                        "pushbench {} latency (receive - intended publish time), per second received",
+                        run.kind
+                    ),
+                    "values in microseconds; with HistogramLogProcessor use -outputValueUnitRatio 1000 for ms",
+                ],
+                run,
+                &entries,
+            )?;
         }
         Ok(())
     }
+}
+
+/// The measured-window histograms behind every percentile in summary.json.
+#[derive(Clone, Debug)]
+pub struct WindowHistograms {
+    pub latency: Histogram<u64>,
+    pub latency_from_publish: Histogram<u64>,
+    pub connect: Histogram<u64>,
+}
+
+const KINDS: [&str; 3] = ["latency", "latency_from_publish", "connect"];
+
+/// histograms.hlog: per transport, the histograms summary.json's
+/// percentiles come from, tagged `<transport>.<figure>`, in one standard
+/// V2 log, so any percentile can be recomputed or runs merged later.
+pub struct WindowHistogramLog;
+
+impl Reporter for WindowHistogramLog {
+    fn report(&self, results: &Results<'_>) -> anyhow::Result<()> {
+        let Some(first) = results.runs.first() else {
+            return Ok(());
+        };
+        let tags: Vec<Vec<String>> = results
+            .runs
+            .iter()
+            .map(|r| KINDS.iter().map(|k| format!("{}.{k}", r.kind)).collect())
+            .collect();
+        let mut entries = Vec::new();
+        for (run, tags) in results.runs.iter().zip(&tags) {
+            let start = Duration::from_nanos(
+                run.phases.measure_start_ns.unwrap_or(run.phases.base_ns) - run.phases.base_ns,
+            );
+            let length = Duration::from_nanos(
+                run.phases
+                    .measure_end_ns
+                    .unwrap_or(run.phases.base_ns)
+                    .saturating_sub(run.phases.measure_start_ns.unwrap_or(run.phases.base_ns)),
+            );
+            let r = &run.report;
+            for (tag, h) in tags
+                .iter()
+                .zip([&r.latency, &r.latency_published, &r.connect])
+            {
+                entries.push((start, length, Some(tag.as_str()), h));
+            }
+        }
+        write_log(
+            &results.dir.join(HISTOGRAMS),
+            &[
+                "pushbench measured-window histograms, tagged <transport>.<figure>; values in microseconds",
+            ],
+            first,
+            &entries,
+        )
+    }
+}
+
+/// Reads histograms.hlog back.
+pub fn read_window_histograms(
+    path: &Path,
+) -> anyhow::Result<BTreeMap<TransportKind, WindowHistograms>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut found: BTreeMap<(TransportKind, usize), Histogram<u64>> = BTreeMap::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let entry = entry
+            .map_err(|e| anyhow::anyhow!("{}: not an HdrHistogram log: {e:?}", path.display()))?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let Some(tag) = interval.tag() else { continue };
+        let Some((transport, kind)) = tag.as_str().split_once('.') else {
+            continue;
+        };
+        let Some(transport) = TransportKind::ALL
+            .into_iter()
+            .find(|t| t.name() == transport)
+        else {
+            continue;
+        };
+        let Some(k) = KINDS.iter().position(|x| *x == kind) else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .with_context(|| format!("{}: histogram {tag:?} is not base64", path.display()))?;
+        let h: Histogram<u64> = deserializer
+            .deserialize(&mut raw.as_slice())
+            .map_err(|e| anyhow::anyhow!("{}: histogram {tag:?}: {e:?}", path.display()))?;
+        found.insert((transport, k), h);
+    }
+    let mut out = BTreeMap::new();
+    for t in TransportKind::ALL {
+        if let (Some(latency), Some(latency_from_publish), Some(connect)) = (
+            found.remove(&(t, 0)),
+            found.remove(&(t, 1)),
+            found.remove(&(t, 2)),
+        ) {
+            out.insert(
+                t,
+                WindowHistograms {
+                    latency,
+                    latency_from_publish,
+                    connect,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// One row of timeline.csv: one transport, one second.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimelineRow {
+    pub transport: TransportKind,
+    /// Seconds since the transport's run began (its server was up).
+    pub second: u64,
+    /// connect, warmup, measure or drain.
+    pub phase: String,
+    pub connected: u64,
+    pub delivered: u64,
+    pub latency_p50_us: Option<u64>,
+    pub latency_p99_us: Option<u64>,
+    pub latency_max_us: Option<u64>,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    pub requests: u64,
+    pub errors: u64,
 }
 
 /// The phase a second of the run belongs to.
@@ -77,40 +245,42 @@ pub struct TimelineCsv;
 
 impl Reporter for TimelineCsv {
     fn report(&self, results: &Results<'_>) -> anyhow::Result<()> {
-        let mut csv = String::from(
-            "transport,second,phase,connected,delivered,latency_p50_us,latency_p99_us,latency_max_us,bytes_down,bytes_up,requests,errors\n",
-        );
+        let path = results.dir.join(TIMELINE);
+        let mut w =
+            csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
         for run in results.runs {
             for i in &run.intervals {
                 let h = &i.latency;
-                let (p50, p99, max) = if h.is_empty() {
-                    (String::new(), String::new(), String::new())
-                } else {
-                    (
-                        h.value_at_quantile(0.5).to_string(),
-                        h.value_at_quantile(0.99).to_string(),
-                        h.max().to_string(),
-                    )
-                };
-                let _ = writeln!(
-                    csv,
-                    "{},{},{},{},{},{p50},{p99},{max},{},{},{},{}",
-                    run.kind,
-                    i.index,
-                    phase_of(run, i.index),
-                    i.connected,
-                    i.delivered,
-                    i.counters.bytes_down,
-                    i.counters.bytes_up,
-                    i.counters.requests,
-                    i.errors
-                );
+                let q = |v: u64| (!h.is_empty()).then_some(v);
+                w.serialize(TimelineRow {
+                    transport: run.kind,
+                    second: i.index,
+                    phase: phase_of(run, i.index).into(),
+                    connected: i.connected,
+                    delivered: i.delivered,
+                    latency_p50_us: q(h.value_at_quantile(0.5)),
+                    latency_p99_us: q(h.value_at_quantile(0.99)),
+                    latency_max_us: q(h.max()),
+                    bytes_down: i.counters.bytes_down,
+                    bytes_up: i.counters.bytes_up,
+                    requests: i.counters.requests,
+                    errors: i.errors,
+                })?;
             }
         }
-        let path = results.dir.join("timeline.csv");
-        let mut f =
-            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-        f.write_all(csv.as_bytes())?;
+        w.flush()
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
+}
+
+pub fn read_timeline(path: &Path) -> anyhow::Result<Vec<TimelineRow>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    r.deserialize()
+        .enumerate()
+        .map(|(i, row)| {
+            row.with_context(|| format!("{}: row {} is malformed", path.display(), i + 2))
+        })
+        .collect()
 }

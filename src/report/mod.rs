@@ -1,14 +1,25 @@
-//! Reporters: one trait, fanned out over the results of a run. Each writes
-//! one thing (summary.json, interval logs, the timeline, the terminal
-//! table) from the same [`Results`].
+//! Results in two stages.
+//!
+//! 1. [`Reporter`]s write what a run measured to its results directory:
+//!    summary.json, the HdrHistogram logs and the timeline.
+//! 2. [`render`] reads that directory back and fans it out to the
+//!    [`Renderer`]s: charts, report.html, report.md. `pushbench report DIR`
+//!    runs only this stage, so a report can be regenerated or restyled
+//!    without re-running the benchmark; `run` runs both.
 
-mod files;
+pub mod charts;
+pub mod files;
+mod html;
+mod markdown;
+pub mod saved;
 pub mod summary;
+mod table;
 mod terminal;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use summary::Summary;
+pub use terminal::{notices, render_table};
 
 use crate::runner::TransportRun;
 
@@ -19,33 +30,37 @@ pub struct Results<'a> {
     pub runs: &'a [TransportRun],
 }
 
+/// Writes one data file of a run.
 pub trait Reporter {
     fn report(&self, results: &Results<'_>) -> anyhow::Result<()>;
 }
 
-/// Every reporter, in the order they run. Files first, so a failure to
-/// print cannot lose them.
-pub fn reporters(print_table: bool) -> Vec<Box<dyn Reporter>> {
-    let mut all: Vec<Box<dyn Reporter>> = vec![
-        Box::new(files::SummaryJson),
-        Box::new(files::IntervalLogs),
-        Box::new(files::TimelineCsv),
-    ];
-    if print_table {
-        all.push(Box::new(terminal::Table));
-    }
-    all
+/// Renders one report from saved data and the charts drawn from it.
+pub trait Renderer {
+    fn render(&self, saved: &saved::Saved, charts: &[charts::Rendered]) -> anyhow::Result<()>;
 }
 
-/// Runs every reporter; reports every failure, not just the first.
-pub fn write_all(results: &Results<'_>, print_table: bool) -> anyhow::Result<()> {
+fn reporters() -> Vec<Box<dyn Reporter>> {
+    vec![
+        Box::new(files::SummaryJson),
+        Box::new(files::IntervalLogs),
+        Box::new(files::WindowHistogramLog),
+        Box::new(files::TimelineCsv),
+    ]
+}
+
+fn renderers() -> Vec<Box<dyn Renderer>> {
+    vec![Box::new(html::Html), Box::new(markdown::Markdown)]
+}
+
+/// Writes every data file; reports every failure, not just the first.
+pub fn write_data(results: &Results<'_>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&results.dir)?;
-    let mut failures = Vec::new();
-    for r in reporters(print_table) {
-        if let Err(e) = r.report(results) {
-            failures.push(format!("{e:#}"));
-        }
-    }
+    let failures: Vec<String> = reporters()
+        .iter()
+        .filter_map(|r| r.report(results).err())
+        .map(|e| format!("{e:#}"))
+        .collect();
     if failures.is_empty() {
         Ok(())
     } else {
@@ -53,4 +68,12 @@ pub fn write_all(results: &Results<'_>, print_table: bool) -> anyhow::Result<()>
     }
 }
 
-pub use terminal::render_table;
+/// Renders the charts and reports of a results directory from its files.
+pub fn render(dir: &Path) -> anyhow::Result<saved::Saved> {
+    let saved = saved::load(dir)?;
+    let charts = charts::render_all(&saved, dir)?;
+    for r in renderers() {
+        r.render(&saved, &charts)?;
+    }
+    Ok(saved)
+}

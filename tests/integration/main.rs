@@ -6,10 +6,13 @@
 //!   the server keeps serving everyone else.
 //! - `cli`: the binary itself: bad scenarios exit 2 with a useful message,
 //!   a tiny run writes complete results.
+//! - `reports`: charts, report.html and report.md from a saved results
+//!   directory, and `pushbench report` on broken ones.
 //! - `schema`: docs/summary.schema.json matches the code.
 
 mod cli;
 mod protocol;
+mod reports;
 mod schema;
 mod util;
 mod workload;

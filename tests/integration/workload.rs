@@ -13,8 +13,13 @@ async fn check_every_transport(encoding: Encoding) {
     let names = TransportKind::ALL.map(|t| format!("\"{t}\"")).join(",");
     let scenario = parse(&tiny_scenario(&names, encoding.as_str()));
     let launch = ServerLaunch::Existing { addr, pid: None };
-    let outcome =
-        runner::run_scenario(&scenario, &launch, &CancellationToken::new(), &|_| {}).await;
+    let outcome = runner::run_scenario(
+        &scenario,
+        &launch,
+        &CancellationToken::new(),
+        std::sync::Arc::new(pushbench::progress::Silent),
+    )
+    .await;
     assert_eq!(outcome.ending, Ending::Complete);
     assert_eq!(outcome.transports.len(), TransportKind::ALL.len());
     for run in &outcome.transports {
@@ -102,7 +107,13 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         stopper.cancel();
     });
-    let outcome = runner::run_scenario(&scenario, &launch, &interrupt, &|_| {}).await;
+    let outcome = runner::run_scenario(
+        &scenario,
+        &launch,
+        &interrupt,
+        std::sync::Arc::new(pushbench::progress::Silent),
+    )
+    .await;
     assert_eq!(outcome.ending, Ending::Interrupted);
     assert_eq!(
         outcome.transports.len(),

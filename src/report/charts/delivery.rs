@@ -1,0 +1,86 @@
+//! Delivery correctness: lost, duplicated, out-of-order and server-reported
+//! missed events per transport. Zeros are drawn as zeros, with their label.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{DrawResult, axis_font, colour, label_font, legend, transports};
+use crate::load::tracker::DeliveryCounts;
+use crate::report::saved::Saved;
+
+type Count = (&'static str, fn(&DeliveryCounts) -> u64);
+
+const COUNTS: [Count; 4] = [
+    ("lost", |d| d.lost),
+    ("duplicated", |d| d.duplicated),
+    ("out of order", |d| d.out_of_order),
+    ("missed (reported by server)", |d| d.missed_reported),
+];
+
+pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let (legend_area, plot) = area.split_vertically(36);
+    let kinds = transports(saved);
+    let entries: Vec<_> = saved
+        .summary
+        .transports
+        .iter()
+        .map(|t| {
+            (
+                format!("{} ({} events expected)", t.transport, t.delivery.expected),
+                colour(t.transport),
+                false,
+            )
+        })
+        .collect();
+    legend(&legend_area, &entries)?;
+    let max = saved
+        .summary
+        .transports
+        .iter()
+        .flat_map(|t| COUNTS.iter().map(move |(_, f)| f(&t.delivery)))
+        .max()
+        .unwrap_or(0);
+    // Whole events: an integer axis, tall enough to show zeros as zeros.
+    let y_max = (max as f64 * 1.3).ceil().max(5.0) as u64;
+    let n = kinds.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..COUNTS.len() as f64, 0u64..y_max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(COUNTS.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < COUNTS.len() {
+                COUNTS[i].0.to_string()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("events")
+        .y_labels(6)
+        .axis_desc_style(label_font())
+        .label_style(axis_font())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for (c, (_, count)) in COUNTS.iter().enumerate() {
+        for (i, t) in saved.summary.transports.iter().enumerate() {
+            let width = 0.7 / n;
+            let x0 = c as f64 + 0.15 + i as f64 * width;
+            let v = count(&t.delivery);
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0), (x0 + width * 0.9, v)],
+                colour(t.transport).filled(),
+            )))?;
+            chart.draw_series(std::iter::once(Text::new(
+                v.to_string(),
+                (x0 + width * 0.3, v + (y_max / 12).max(1)),
+                axis_font(),
+            )))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Comparison charts, drawn with plotters to PNG and SVG from saved data.
+//!
+//! One file per chart kind. Every chart uses the same colour for a
+//! transport, a title, axis labels with units, and a legend in a strip of
+//! its own above the plot so it never covers data. Text is drawn with an
+//! embedded font (DejaVu Sans), registered before the first chart: no
+//! system font libraries are needed or used.
+
+mod connect;
+mod cost;
+mod delivery;
+mod spectrum;
+mod throughput;
+mod timeline;
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::Context as _;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::saved::Saved;
+use crate::scenario::TransportKind;
+
+pub const WIDTH: u32 = 1200;
+pub const HEIGHT: u32 = 700;
+const FONT_BYTES: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+pub const FONT: &str = "sans-serif";
+
+/// Registers the embedded font with plotters. Anything that draws text
+/// with plotters (our charts, criterion's plots) must call this first.
+pub fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for style in [
+            FontStyle::Normal,
+            FontStyle::Bold,
+            FontStyle::Italic,
+            FontStyle::Oblique,
+        ] {
+            if plotters::style::register_font(FONT, style, FONT_BYTES).is_err() {
+                panic!("the embedded font is a valid TrueType file");
+            }
+        }
+    });
+}
+
+/// The colour of a transport, the same in every chart.
+pub fn colour(kind: TransportKind) -> RGBColor {
+    match kind {
+        TransportKind::Websocket => RGBColor(31, 119, 180),
+        TransportKind::LongPolling => RGBColor(214, 39, 40),
+    }
+}
+
+pub type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// The charts, in report order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChartKind {
+    LatencySpectrum,
+    LatencyOverTime,
+    Throughput,
+    Cost,
+    Connect,
+    Delivery,
+}
+
+impl ChartKind {
+    pub const ALL: [ChartKind; 6] = [
+        ChartKind::LatencySpectrum,
+        ChartKind::LatencyOverTime,
+        ChartKind::Throughput,
+        ChartKind::Cost,
+        ChartKind::Connect,
+        ChartKind::Delivery,
+    ];
+
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            ChartKind::LatencySpectrum => "latency_spectrum",
+            ChartKind::LatencyOverTime => "latency_over_time",
+            ChartKind::Throughput => "throughput",
+            ChartKind::Cost => "cost_per_event",
+            ChartKind::Connect => "connect_time",
+            ChartKind::Delivery => "delivery",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ChartKind::LatencySpectrum => "Latency by percentile (from intended publish time)",
+            ChartKind::LatencyOverTime => "Latency over time: p50 and p99 per second",
+            ChartKind::Throughput => "Delivered events per second",
+            ChartKind::Cost => "Cost per delivered event",
+            ChartKind::Connect => {
+                "Connect time by percentile (TCP + handshake + subscription answer)"
+            }
+            ChartKind::Delivery => {
+                "Delivery correctness: events not delivered exactly once in order"
+            }
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(
+        self,
+        saved: &Saved,
+        root: &DrawingArea<DB, Shift>,
+    ) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let (title, rest) = root.split_vertically(50);
+        title.draw_text(
+            self.title(),
+            &(FONT, 26).into_font().color(&BLACK),
+            (20, 14),
+        )?;
+        match self {
+            ChartKind::LatencySpectrum => spectrum::draw(saved, &rest),
+            ChartKind::LatencyOverTime => timeline::draw(saved, &rest),
+            ChartKind::Throughput => throughput::draw(saved, &rest),
+            ChartKind::Cost => cost::draw(saved, &rest),
+            ChartKind::Connect => connect::draw(saved, &rest),
+            ChartKind::Delivery => delivery::draw(saved, &rest),
+        }
+    }
+}
+
+/// A chart written to disk: its PNG and its SVG text.
+pub struct Rendered {
+    pub kind: ChartKind,
+    pub png: PathBuf,
+    pub svg: String,
+}
+
+/// Draws every chart to `<stem>.png` and `<stem>.svg` in `dir`.
+pub fn render_all(saved: &Saved, dir: &Path) -> anyhow::Result<Vec<Rendered>> {
+    register_font();
+    let mut out = Vec::new();
+    for kind in ChartKind::ALL {
+        let png = dir.join(format!("{}.png", kind.file_stem()));
+        {
+            let root = BitMapBackend::new(&png, (WIDTH, HEIGHT)).into_drawing_area();
+            kind.draw(saved, &root)
+                .map_err(|e| anyhow::anyhow!("drawing {}: {e}", png.display()))?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", png.display()))?;
+        }
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+            kind.draw(saved, &root)
+                .map_err(|e| anyhow::anyhow!("drawing {}.svg: {e}", kind.file_stem()))?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("drawing {}.svg: {e}", kind.file_stem()))?;
+        }
+        let svg_path = dir.join(format!("{}.svg", kind.file_stem()));
+        std::fs::write(&svg_path, &svg)
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        out.push(Rendered { kind, png, svg });
+    }
+    Ok(out)
+}
+
+/// A legend strip: a coloured mark and a name per entry, in a row above
+/// the plot. `dashed` entries get a broken line mark.
+pub fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBColor, bool)],
+) -> DrawResult<DB> {
+    let style = (FONT, 18).into_font().color(&BLACK);
+    let mut x = 70;
+    for (label, colour, dashed) in entries {
+        if *dashed {
+            for k in 0..3 {
+                area.draw(&PathElement::new(
+                    vec![(x + k * 10, 15), (x + k * 10 + 6, 15)],
+                    colour.stroke_width(3),
+                ))?;
+            }
+        } else {
+            area.draw(&PathElement::new(
+                vec![(x, 15), (x + 26, 15)],
+                colour.stroke_width(3),
+            ))?;
+        }
+        area.draw_text(label, &style, (x + 34, 5))?;
+        let (w, _) = area.estimate_text_size(label, &style)?;
+        x += 34 + w as i32 + 36;
+    }
+    Ok(())
+}
+
+/// The transports in the order the run measured them.
+pub fn transports(saved: &Saved) -> Vec<TransportKind> {
+    saved
+        .summary
+        .transports
+        .iter()
+        .map(|t| t.transport)
+        .collect()
+}
+
+/// Axis label style shared by every chart.
+pub fn label_font() -> TextStyle<'static> {
+    (FONT, 18).into_font().color(&BLACK)
+}
+
+pub fn axis_font() -> TextStyle<'static> {
+    (FONT, 15).into_font().color(&BLACK)
+}

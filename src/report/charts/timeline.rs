@@ -1,0 +1,105 @@
+//! Latency over the run: p50 and p99 of each second, per transport, with
+//! the connect ramp and the warm-up shaded.
+
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+use super::{DrawResult, axis_font, colour, label_font, legend, transports};
+use crate::report::files::TimelineRow;
+use crate::report::saved::Saved;
+
+/// Shades the seconds before measuring began, labelled: the ramp (connect)
+/// and the warm-up, taken from the first transport's timeline.
+pub(super) fn shade_phases<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    rows: &[TimelineRow],
+    y_max: f64,
+) -> DrawResult<DB> {
+    let Some(first) = rows.first().map(|r| r.transport) else {
+        return Ok(());
+    };
+    let start_of = |phase: &str| {
+        rows.iter()
+            .find(|r| r.transport == first && r.phase == phase)
+            .map(|r| r.second as f64)
+    };
+    let (warmup, measure, drain) = (start_of("warmup"), start_of("measure"), start_of("drain"));
+    let end = rows
+        .iter()
+        .filter(|r| r.transport == first)
+        .map(|r| r.second as f64 + 1.0)
+        .fold(0.0, f64::max);
+    let bands = [
+        ("connect", 0.0, warmup.or(measure)),
+        ("warm-up", warmup.unwrap_or(0.0), measure),
+        ("drain", drain.unwrap_or(end), Some(end)),
+    ];
+    for (label, from, to) in bands {
+        let Some(to) = to else { continue };
+        if to <= from {
+            continue;
+        }
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(from, 0.0), (to, y_max)],
+            RGBColor(120, 120, 120).mix(0.12).filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.to_string(),
+            (from + 0.2, y_max * 0.97),
+            axis_font(),
+        )))?;
+    }
+    Ok(())
+}
+
+pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let (legend_area, plot) = area.split_vertically(36);
+    let rows = &saved.timeline;
+    let x_max = rows.iter().map(|r| r.second + 1).max().unwrap_or(1) as f64;
+    let y_max = rows
+        .iter()
+        .filter_map(|r| r.latency_p99_us)
+        .max()
+        .unwrap_or(1) as f64
+        / 1000.0
+        * 1.15;
+    let kinds = transports(saved);
+    let mut entries = Vec::new();
+    for t in &kinds {
+        entries.push((format!("{t} p99"), colour(*t), false));
+        entries.push((format!("{t} p50"), colour(*t), true));
+    }
+    legend(&legend_area, &entries)?;
+
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the transport's run began (s)")
+        .y_desc("latency (ms)")
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .axis_desc_style(label_font())
+        .label_style(axis_font())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    shade_phases(&mut chart, rows, y_max)?;
+    for t in &kinds {
+        let mine = || rows.iter().filter(move |r| r.transport == *t);
+        let at = |r: &TimelineRow, v: u64| (r.second as f64 + 0.5, v as f64 / 1000.0);
+        chart.draw_series(LineSeries::new(
+            mine().filter_map(|r| r.latency_p99_us.map(|v| at(r, v))),
+            colour(*t).stroke_width(3),
+        ))?;
+        chart.draw_series(DashedLineSeries::new(
+            mine().filter_map(|r| r.latency_p50_us.map(|v| at(r, v))),
+            6,
+            5,
+            colour(*t).stroke_width(2),
+        ))?;
+    }
+    Ok(())
+}
