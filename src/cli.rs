@@ -75,6 +75,19 @@ enum Command {
         /// A directory written by `pushbench run`, e.g. results/stock_ticker-20260101T000000Z
         results_dir: PathBuf,
     },
+    /// Compare a run with a baseline: exit 0 (pass), 1 (regression) or 2 (bad input).
+    Compare {
+        /// Baseline summary.json (or a results directory holding one).
+        baseline: PathBuf,
+        /// Current summary.json (or a results directory holding one).
+        current: PathBuf,
+        /// Allowed worsening of deterministic figures (bytes, requests per event), in percent.
+        #[arg(long, default_value_t = 3.0)]
+        tight: f64,
+        /// Allowed worsening of timing figures after calibration, in percent.
+        #[arg(long, default_value_t = 30.0)]
+        noise: f64,
+    },
     /// Print the JSON schema of summary.json.
     #[command(hide = true)]
     Schema,
@@ -146,10 +159,80 @@ async fn dispatch(cli: Cli) -> u8 {
                 exit::BAD_INPUT
             }
         },
+        Command::Compare {
+            baseline,
+            current,
+            tight,
+            noise,
+        } => compare(
+            &baseline,
+            &current,
+            crate::compare::Thresholds {
+                tight_pct: tight,
+                noise_pct: noise,
+            },
+        ),
         Command::Schema => {
             print!("{}", report::summary::schema());
             exit::OK
         }
+    }
+}
+
+fn compare(baseline: &Path, current: &Path, thresholds: crate::compare::Thresholds) -> u8 {
+    use crate::compare::{self, Verdict};
+    let loaded = compare::load(baseline).and_then(|b| Ok((b, compare::load(current)?)));
+    let checks = loaded.and_then(|(b, c)| Ok((compare::compare(&b, &c, thresholds)?, b, c)));
+    let (checks, b, c) = match checks {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::BAD_INPUT;
+        }
+    };
+    println!("{}", compare::render(&checks, &b, &c));
+    let regressions: Vec<_> = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Regression)
+        .collect();
+    if regressions.is_empty() {
+        let improved = checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Improved)
+            .count();
+        println!(
+            "pass: {} figures within limits{}",
+            checks.len(),
+            if improved > 0 {
+                format!(", {improved} better than the baseline")
+            } else {
+                String::new()
+            }
+        );
+        exit::OK
+    } else {
+        println!(
+            "FAIL: {} regression(s): {}.\nregression, or update the baseline with: cp {} {}",
+            regressions.len(),
+            regressions
+                .iter()
+                .map(|c| format!("{} {}", c.transport, c.figure))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if current.is_dir() {
+                current.join("summary.json")
+            } else {
+                current.to_path_buf()
+            }
+            .display(),
+            if baseline.is_dir() {
+                baseline.join("summary.json")
+            } else {
+                baseline.to_path_buf()
+            }
+            .display(),
+        );
+        exit::FAILED
     }
 }
 

@@ -19,6 +19,10 @@ pub struct Environment {
     pub os: String,
     /// Soft open-file limit of the generator when the run began.
     pub open_files_limit: u64,
+    /// The reference step of this run (see `calibrate`), in ns: timing
+    /// figures divided by it compare across machines of different speed.
+    #[serde(default)]
+    pub reference_step_ns: Option<u64>,
 }
 
 pub fn build() -> Build {
@@ -45,5 +49,6 @@ pub fn environment() -> Environment {
         kernel: uname.release().to_string_lossy().into_owned(),
         os: std::env::consts::OS.into(),
         open_files_limit: rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
+        reference_step_ns: Some(crate::calibrate::reference_ns()),
     }
 }

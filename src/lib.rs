@@ -1,10 +1,12 @@
 //! pushbench: what does each server-push transport really cost, and how
 //! fast is it, for a given workload?
 
+pub mod calibrate;
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod codec;
+pub mod compare;
 pub mod environment;
 pub mod hub;
 pub mod load;

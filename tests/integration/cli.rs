@@ -127,3 +127,47 @@ fn a_tiny_run_writes_complete_results_for_both_transports() {
             .any(|l| l.starts_with("long_polling,") && l.contains(",measure,"))
     );
 }
+
+fn compare(baseline: &std::path::Path, current: &std::path::Path) -> (i32, String) {
+    let out = pushbench()
+        .arg("compare")
+        .arg(baseline)
+        .arg(current)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn compare_exits_0_on_pass_1_on_regression_2_on_bad_input() {
+    let fixture = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/results/summary.json"
+    ));
+    let (code, out) = compare(fixture, fixture);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("pass:") && out.contains("bytes down / event"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    let bytes = &mut summary["transports"][0]["cost"]["bytes_down_per_event"];
+    *bytes = (bytes.as_f64().unwrap() * 1.2).into();
+    let worse = dir.path().join("worse.json");
+    std::fs::write(&worse, summary.to_string()).unwrap();
+    let (code, out) = compare(fixture, &worse);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("REGRESSION") && out.contains("regression, or update the baseline with: cp"),
+        "{out}"
+    );
+
+    let (code, out) = compare(fixture, &dir.path().join("missing.json"));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("missing.json: cannot read"), "{out}");
+}
