@@ -61,6 +61,8 @@ pub struct Check {
     pub figure: &'static str,
     pub baseline: f64,
     pub current: f64,
+    /// Relative change, in percent; for timing figures, after calibration.
+    pub change_pct: Option<f64>,
     /// What was allowed, in words.
     pub limit: String,
     pub verdict: Verdict,
@@ -208,11 +210,13 @@ pub fn compare(
                     format!("+{}% noise", th.noise_pct),
                 ),
             };
+            let change_pct = (bv_n != 0.0).then(|| (cv_n / bv_n - 1.0) * 100.0);
             checks.push(Check {
                 transport: b.transport.to_string(),
                 figure,
                 baseline: bv,
                 current: cv,
+                change_pct,
                 limit,
                 verdict,
             });
@@ -245,12 +249,10 @@ pub fn render(checks: &[Check], baseline: &Summary, current: &Summary) -> String
         "verdict",
     ]);
     for c in checks {
-        let change = if c.baseline != 0.0 {
-            format!("{:+.1}%", (c.current / c.baseline - 1.0) * 100.0)
-        } else if c.current == 0.0 {
-            "0".into()
-        } else {
-            "new".into()
+        let change = match c.change_pct {
+            Some(pct) => format!("{pct:+.1}%"),
+            None if c.current == 0.0 => "0".into(),
+            None => "new".into(),
         };
         t.add_row([
             c.transport.clone(),

@@ -9,6 +9,12 @@
 //! event and the decoders once per delivery.
 //!
 //! Decoders never panic on bad input: they answer with a [`CodecError`].
+//!
+//! Submodules hold the other wire formats pushbench speaks: [`frame`]
+//! (RFC 6455 WebSocket frames) and [`sse`] (server-sent events).
+
+pub mod frame;
+pub mod sse;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -706,6 +712,18 @@ mod tests {
                 .unwrap_err()
                 .contains("invalid topic")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn envelope_decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = decode_binary(&bytes);
+            let _ = decode_json(&bytes);
+            let _ = decode_single(Encoding::Binary, &bytes);
+            let _ = decode_batch(Encoding::Binary, &bytes, &mut Vec::new());
+            let _ = decode_batch(Encoding::Json, &bytes, &mut Vec::new());
+            let _ = parse_cursor(&String::from_utf8_lossy(&bytes));
+        }
     }
 
     #[test]
