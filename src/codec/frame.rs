@@ -395,10 +395,12 @@ mod tests {
     /// tungstenite's frame with exactly this header (its `Frame::message`
     /// takes data opcodes only).
     fn their_frame(op: OpCode, fin: bool, mask: Option<[u8; 4]>, data: &[u8]) -> TFrame {
-        let mut header = TFrameHeader::default();
-        header.is_final = fin;
-        header.opcode = theirs(op);
-        header.mask = mask;
+        let header = TFrameHeader {
+            is_final: fin,
+            opcode: theirs(op),
+            mask,
+            ..Default::default()
+        };
         TFrame::from_payload(header, bytes::Bytes::copy_from_slice(data))
     }
 
