@@ -184,6 +184,13 @@ impl FrameHeader {
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let r = offset % 4;
     let key = [key[r], key[(r + 1) % 4], key[(r + 2) % 4], key[(r + 3) % 4]];
+    mask_blocks(buf, key);
+}
+
+/// Compiled for several instruction sets, picked at run time: a plain
+/// copy uses the widest vectors the CPU has, and so must masking to keep up.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2", "x86_64+sse4.1"))]
+fn mask_blocks(buf: &mut [u8], key: [u8; 4]) {
     if buf.len() < BLOCK {
         for (i, b) in buf.iter_mut().enumerate() {
             *b ^= key[i % 4];
