@@ -3,14 +3,13 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::timeline::shade_phases;
-use super::{DrawResult, axis_font, colour, label_font, legend, transports};
+use super::timeline::time_chart;
+use super::{DrawResult, colour, legend, transports};
 use crate::report::saved::Saved;
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
     let (legend_area, plot) = area.split_vertically(36);
     let rows = &saved.timeline;
-    let x_max = rows.iter().map(|r| r.second + 1).max().unwrap_or(1) as f64;
     let y_max = rows.iter().map(|r| r.delivered).max().unwrap_or(1).max(1) as f64 * 1.15;
     let kinds = transports(saved);
     legend(
@@ -21,21 +20,9 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
             .collect::<Vec<_>>(),
     )?;
 
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(20)
-        .x_label_area_size(55)
-        .y_label_area_size(90)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("time since the transport's run began (s)")
-        .y_desc("delivered events per second")
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .axis_desc_style(label_font())
-        .label_style(axis_font())
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
-    shade_phases(&mut chart, rows, y_max)?;
+    let mut chart = time_chart(&plot, rows, y_max, "delivered events per second", &|v| {
+        format!("{v:.0}")
+    })?;
     for t in &kinds {
         chart.draw_series(LineSeries::new(
             rows.iter()

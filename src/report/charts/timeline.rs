@@ -12,7 +12,7 @@ use crate::report::saved::Saved;
 /// Shades the seconds before measuring began, labelled: the ramp (connect)
 /// and the warm-up, taken from the first transport's timeline.
 pub(super) fn shade_phases<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut TimeChart<'_, DB>,
     rows: &[TimelineRow],
     y_max: f64,
 ) -> DrawResult<DB> {
@@ -32,7 +32,7 @@ pub(super) fn shade_phases<DB: DrawingBackend>(
         .fold(0.0, f64::max);
     let bands = [
         ("connect", 0.0, warmup.or(measure)),
-        ("warm-up", warmup.unwrap_or(0.0), measure),
+        ("warm-up", warmup.unwrap_or(f64::MAX), measure),
         ("drain", drain.unwrap_or(end), Some(end)),
     ];
     for (label, from, to) in bands {
@@ -53,10 +53,39 @@ pub(super) fn shade_phases<DB: DrawingBackend>(
     Ok(())
 }
 
+type TimeChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Axes over the run's seconds, with the phases before measuring shaded:
+/// the frame shared by every chart of a figure over time.
+pub(super) fn time_chart<'a, DB: DrawingBackend>(
+    plot: &'a DrawingArea<DB, Shift>,
+    rows: &[TimelineRow],
+    y_max: f64,
+    y_desc: &str,
+    y_format: &dyn Fn(&f64) -> String,
+) -> Result<TimeChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let x_max = rows.iter().map(|r| r.second + 1).max().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(plot)
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the transport's run began (s)")
+        .y_desc(y_desc)
+        .y_label_formatter(y_format)
+        .axis_desc_style(label_font())
+        .label_style(axis_font())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    shade_phases(&mut chart, rows, y_max)?;
+    Ok(chart)
+}
+
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
     let (legend_area, plot) = area.split_vertically(36);
     let rows = &saved.timeline;
-    let x_max = rows.iter().map(|r| r.second + 1).max().unwrap_or(1) as f64;
     let y_max = rows
         .iter()
         .filter_map(|r| r.latency_p99_us)
@@ -72,21 +101,7 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
     }
     legend(&legend_area, &entries)?;
 
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(20)
-        .x_label_area_size(55)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("time since the transport's run began (s)")
-        .y_desc("latency (ms)")
-        .y_label_formatter(&|v| format!("{v:.2}"))
-        .axis_desc_style(label_font())
-        .label_style(axis_font())
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
-    shade_phases(&mut chart, rows, y_max)?;
+    let mut chart = time_chart(&plot, rows, y_max, "latency (ms)", &|v| format!("{v:.2}"))?;
     for t in &kinds {
         let mine = || rows.iter().filter(move |r| r.transport == *t);
         let at = |r: &TimelineRow, v: u64| (r.second as f64 + 0.5, v as f64 / 1000.0);
