@@ -184,6 +184,19 @@ impl FrameHeader {
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let r = offset % 4;
     let key = [key[r], key[(r + 1) % 4], key[(r + 2) % 4], key[(r + 3) % 4]];
+    // Small payloads (most pushed events) skip the vector dispatch.
+    if buf.len() < BLOCK {
+        let word = u32::from_ne_bytes(key);
+        let mut chunks = buf.chunks_exact_mut(4);
+        for chunk in &mut chunks {
+            let masked = u32::from_ne_bytes((&*chunk).try_into().expect("4 bytes")) ^ word;
+            chunk.copy_from_slice(&masked.to_ne_bytes());
+        }
+        for (b, k) in chunks.into_remainder().iter_mut().zip(key) {
+            *b ^= k;
+        }
+        return;
+    }
     mask_blocks(buf, key);
 }
 
@@ -191,12 +204,6 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// copy uses the widest vectors the CPU has, and so must masking to keep up.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2", "x86_64+sse4.1"))]
 fn mask_blocks(buf: &mut [u8], key: [u8; 4]) {
-    if buf.len() < BLOCK {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b ^= key[i % 4];
-        }
-        return;
-    }
     let mut pattern = [0u8; BLOCK];
     for chunk in pattern.chunks_exact_mut(4) {
         chunk.copy_from_slice(&key);
