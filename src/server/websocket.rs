@@ -31,12 +31,21 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -
         .on_upgrade(move |socket| connection(socket, state))
 }
 
+/// A close frame. Its reason is cut to the 123 bytes a control frame has
+/// room for (at a character boundary): a longer one would fail to send and
+/// the client would see a dropped connection instead of the code.
 fn close(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     Message::Close(Some(CloseFrame {
         code,
-        reason: reason.into(),
+        reason: reason[..end].into(),
     }))
 }
+
+const MAX_CLOSE_REASON: usize = 123;
 
 async fn connection(socket: WebSocket, state: Arc<AppState>) {
     let _gauge = state.gauges.websocket();
@@ -188,5 +197,24 @@ fn frame(encoding: Encoding, drained: Drained) -> Message {
                 last,
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let long = "é".repeat(100);
+        let Message::Close(Some(frame)) = close(close_code::POLICY, &long) else {
+            panic!("not a close")
+        };
+        assert!(frame.reason.len() <= MAX_CLOSE_REASON);
+        assert!(frame.reason.len() >= MAX_CLOSE_REASON - 1);
+        let Message::Close(Some(frame)) = close(close_code::POLICY, "short") else {
+            panic!("not a close")
+        };
+        assert_eq!(frame.reason.as_str(), "short");
     }
 }
