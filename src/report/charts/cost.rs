@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, FONT, axis_font, colour, legend, transports};
+use super::{DrawResult, FONT, axis_font, colour, transport_legend};
 use crate::report::saved::Saved;
 use crate::report::summary::TransportSummary;
 
@@ -38,15 +38,7 @@ fn format_value(v: f64) -> String {
 }
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let (legend_area, grid) = area.split_vertically(36);
-    let kinds = transports(saved);
-    legend(
-        &legend_area,
-        &kinds
-            .iter()
-            .map(|t| (t.to_string(), colour(*t), false))
-            .collect::<Vec<_>>(),
-    )?;
+    let (grid, kinds) = transport_legend(saved, area)?;
     let panels = grid.split_evenly((2, 3));
     for (panel, (title, value)) in panels.iter().zip(FIGURES) {
         let values: Vec<Option<f64>> = saved.summary.transports.iter().map(value).collect();

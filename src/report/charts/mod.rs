@@ -191,6 +191,24 @@ pub fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Splits off a legend strip naming each transport in its colour; returns
+/// the plot area below it and the transports in run order.
+pub fn transport_legend<DB: DrawingBackend>(
+    saved: &Saved,
+    area: &DrawingArea<DB, Shift>,
+) -> Result<(DrawingArea<DB, Shift>, Vec<TransportKind>), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (legend_area, plot) = area.split_vertically(36);
+    let kinds = transports(saved);
+    legend(
+        &legend_area,
+        &kinds
+            .iter()
+            .map(|t| (t.to_string(), colour(*t), false))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok((plot, kinds))
+}
+
 /// The transports in the order the run measured them.
 pub fn transports(saved: &Saved) -> Vec<TransportKind> {
     saved

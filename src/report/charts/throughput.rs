@@ -4,21 +4,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::timeline::time_chart;
-use super::{DrawResult, colour, legend, transports};
+use super::{DrawResult, colour, transport_legend};
 use crate::report::saved::Saved;
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let (legend_area, plot) = area.split_vertically(36);
+    let (plot, kinds) = transport_legend(saved, area)?;
     let rows = &saved.timeline;
     let y_max = rows.iter().map(|r| r.delivered).max().unwrap_or(1).max(1) as f64 * 1.15;
-    let kinds = transports(saved);
-    legend(
-        &legend_area,
-        &kinds
-            .iter()
-            .map(|t| (t.to_string(), colour(*t), false))
-            .collect::<Vec<_>>(),
-    )?;
 
     let mut chart = time_chart(&plot, rows, y_max, "delivered events per second", &|v| {
         format!("{v:.0}")
