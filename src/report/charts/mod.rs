@@ -54,7 +54,8 @@ pub fn colour(kind: TransportKind) -> RGBColor {
     }
 }
 
-pub type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub type DrawError<DB> = DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>;
+pub type DrawResult<DB> = Result<(), DrawError<DB>>;
 
 /// The charts, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +197,7 @@ pub fn legend<DB: DrawingBackend>(
 pub fn transport_legend<DB: DrawingBackend>(
     saved: &Saved,
     area: &DrawingArea<DB, Shift>,
-) -> Result<(DrawingArea<DB, Shift>, Vec<TransportKind>), DrawingAreaErrorKind<DB::ErrorType>> {
+) -> Result<(DrawingArea<DB, Shift>, Vec<TransportKind>), DrawError<DB>> {
     let (legend_area, plot) = area.split_vertically(36);
     let kinds = transports(saved);
     legend(
