@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, FONT, axis_font, colour, transport_legend};
+use super::{DrawResult, FONT, axis_font, colour, transport_legend, transports};
 use crate::report::saved::Saved;
 use crate::report::summary::TransportSummary;
 
@@ -38,7 +38,8 @@ fn format_value(v: f64) -> String {
 }
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let (grid, kinds) = transport_legend(saved, area)?;
+    let grid = transport_legend(saved, area)?;
+    let kinds = transports(saved);
     let panels = grid.split_evenly((2, 3));
     for (panel, (title, value)) in panels.iter().zip(FIGURES) {
         let values: Vec<Option<f64>> = saved.summary.transports.iter().map(value).collect();

@@ -193,21 +193,18 @@ pub fn legend<DB: DrawingBackend>(
 }
 
 /// Splits off a legend strip naming each transport in its colour; returns
-/// the plot area below it and the transports in run order.
+/// the plot area below it.
 pub fn transport_legend<DB: DrawingBackend>(
     saved: &Saved,
     area: &DrawingArea<DB, Shift>,
-) -> Result<(DrawingArea<DB, Shift>, Vec<TransportKind>), DrawError<DB>> {
+) -> Result<DrawingArea<DB, Shift>, DrawError<DB>> {
     let (legend_area, plot) = area.split_vertically(36);
-    let kinds = transports(saved);
-    legend(
-        &legend_area,
-        &kinds
-            .iter()
-            .map(|t| (t.to_string(), colour(*t), false))
-            .collect::<Vec<_>>(),
-    )?;
-    Ok((plot, kinds))
+    let entries: Vec<_> = transports(saved)
+        .into_iter()
+        .map(|t| (t.to_string(), colour(t), false))
+        .collect();
+    legend(&legend_area, &entries)?;
+    Ok(plot)
 }
 
 /// The transports in the order the run measured them.

@@ -4,11 +4,12 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::timeline::time_chart;
-use super::{DrawResult, colour, transport_legend};
+use super::{DrawResult, colour, transport_legend, transports};
 use crate::report::saved::Saved;
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let (plot, kinds) = transport_legend(saved, area)?;
+    let plot = transport_legend(saved, area)?;
+    let kinds = transports(saved);
     let rows = &saved.timeline;
     let y_max = rows.iter().map(|r| r.delivered).max().unwrap_or(1).max(1) as f64 * 1.15;
 
