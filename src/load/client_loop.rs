@@ -3,6 +3,7 @@
 //! resume after a failure, stop when done or told to.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -129,7 +130,13 @@ impl WorkerCtx {
 pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx>) -> Tracker {
     let control = ctx.control.clone();
     let stop = control.stop.clone();
+    // Final heads, kept locally: refreshed only when the channel's version
+    // moves (one atomic load), never read under its lock per message.
     let mut heads_rx = control.final_heads.subscribe();
+    let mut heads = heads_rx.borrow_and_update().clone();
+    let done = |heads: &Option<Arc<HashMap<String, u64>>>, tracker: &Tracker| {
+        heads.as_ref().is_some_and(|h| tracker.complete(h))
+    };
     let mut tracker = Tracker::new(spec.topics);
     tokio::select! {
         () = stop.cancelled() => return tracker,
@@ -185,9 +192,10 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
         failures = 0;
         ctx.set_connected(true);
         loop {
-            if let Some(heads) = control.final_heads()
-                && tracker.complete(&heads)
-            {
+            if heads_rx.has_changed().unwrap_or(false) {
+                heads = heads_rx.borrow_and_update().clone();
+            }
+            if done(&heads, &tracker) {
                 control.complete.fetch_add(1, Ordering::Relaxed);
                 ctx.set_connected(false);
                 break 'connection;
@@ -203,9 +211,8 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
                         () = stop.cancelled() => break None,
                         r = &mut recv => break Some(r),
                         Ok(()) = heads_rx.changed() => {
-                            if let Some(heads) = control.final_heads()
-                                && tracker.complete(&heads)
-                            {
+                            heads = heads_rx.borrow_and_update().clone();
+                            if done(&heads, &tracker) {
                                 break None;
                             }
                         }
@@ -215,9 +222,7 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
             let outcome = match result {
                 // Stopped, or complete while a receive was in flight.
                 None => {
-                    if let Some(heads) = control.final_heads()
-                        && tracker.complete(&heads)
-                    {
+                    if done(&heads, &tracker) {
                         control.complete.fetch_add(1, Ordering::Relaxed);
                     }
                     ctx.set_connected(false);
