@@ -21,6 +21,8 @@ pub struct LongPollClient {
     sender: SendRequest<Empty<Bytes>>,
     target: Target,
     counters: Arc<SocketCounters>,
+    /// Built once per connection; only the path changes from poll to poll.
+    host: http::HeaderValue,
     path: String,
 }
 
@@ -41,6 +43,8 @@ impl Transport for LongPollClient {
             sender,
             target: target.clone(),
             counters: counters.clone(),
+            host: http::HeaderValue::from_str(&target.addr.to_string())
+                .expect("a socket address is a valid header"),
             path: String::new(),
         };
         let first = client.recv(cursor).await?;
@@ -59,7 +63,7 @@ impl Transport for LongPollClient {
             self.target.max_batch
         );
         let request = Request::get(self.path.as_str())
-            .header(header::HOST, self.target.addr.to_string())
+            .header(header::HOST, self.host.clone())
             .body(Empty::new())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.sender
