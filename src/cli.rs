@@ -219,18 +219,8 @@ fn compare(baseline: &Path, current: &Path, thresholds: crate::compare::Threshol
                 .map(|c| format!("{} {}", c.transport, c.figure))
                 .collect::<Vec<_>>()
                 .join(", "),
-            if current.is_dir() {
-                current.join("summary.json")
-            } else {
-                current.to_path_buf()
-            }
-            .display(),
-            if baseline.is_dir() {
-                baseline.join("summary.json")
-            } else {
-                baseline.to_path_buf()
-            }
-            .display(),
+            report::saved::summary_path(current).display(),
+            report::saved::summary_path(baseline).display(),
         );
         exit::FAILED
     }

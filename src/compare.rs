@@ -11,11 +11,12 @@
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 
-use crate::report::summary::{SCHEMA_VERSION, Summary, TransportSummary};
+use crate::report::saved;
+use crate::report::summary::{Summary, TransportSummary};
 
 /// How much worse a figure may get before the gate fails, in percent.
 #[derive(Clone, Copy, Debug)]
@@ -114,24 +115,9 @@ const FIGURES: &[Figure] = &[
     }),
 ];
 
+/// Reads the summary at `path` (a summary.json or a results directory).
 pub fn load(path: &Path) -> anyhow::Result<Summary> {
-    let path = if path.is_dir() {
-        path.join("summary.json")
-    } else {
-        path.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let summary: Summary = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a pushbench summary", path.display()))?;
-    if summary.schema_version != SCHEMA_VERSION {
-        bail!(
-            "{}: schema_version {}, this pushbench reads {SCHEMA_VERSION}",
-            path.display(),
-            summary.schema_version
-        );
-    }
-    Ok(summary)
+    saved::load_summary(&saved::summary_path(path))
 }
 
 fn reference(s: &Summary, which: &str) -> anyhow::Result<f64> {

@@ -26,24 +26,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Saved> {
             dir.display()
         );
     }
-    let path = dir.join(files::SUMMARY);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let version: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    match version.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == SCHEMA_VERSION as u64 => {}
-        Some(v) => bail!(
-            "{}: schema_version {v}, but this pushbench reads version {SCHEMA_VERSION}",
-            path.display()
-        ),
-        None => bail!(
-            "{}: no schema_version: not a pushbench summary",
-            path.display()
-        ),
-    }
-    let summary: Summary = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a pushbench summary", path.display()))?;
+    let summary = load_summary(&dir.join(files::SUMMARY))?;
     let timeline = files::read_timeline(&dir.join(files::TIMELINE))?;
     let histograms = files::read_window_histograms(&dir.join(files::HISTOGRAMS))?;
     for t in &summary.transports {
@@ -61,4 +44,34 @@ pub fn load(dir: &Path) -> anyhow::Result<Saved> {
         timeline,
         histograms,
     })
+}
+
+/// A summary.json itself, or the one inside a results directory.
+pub fn summary_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(files::SUMMARY)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Reads a summary.json, refusing other schema versions by name.
+pub fn load_summary(path: &Path) -> anyhow::Result<Summary> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    match value.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == SCHEMA_VERSION as u64 => {}
+        Some(v) => bail!(
+            "{}: schema_version {v}, but this pushbench reads version {SCHEMA_VERSION}",
+            path.display()
+        ),
+        None => bail!(
+            "{}: no schema_version: not a pushbench summary",
+            path.display()
+        ),
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{}: not a pushbench summary", path.display()))
 }
