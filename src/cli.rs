@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +70,10 @@ enum Command {
         /// Raise the open-file limit to at least this, or refuse to start.
         #[arg(long, default_value_t = 1024)]
         min_open_files: u64,
+        /// Serve TLS only, with a self-signed certificate made at start and
+        /// written (PEM) to this file for clients to trust.
+        #[arg(long, value_name = "PATH")]
+        tls_cert_out: Option<PathBuf>,
     },
     /// Render the charts and reports of a results directory from its saved data.
     Report {
@@ -139,6 +144,7 @@ async fn dispatch(cli: Cli) -> u8 {
             buffer_per_topic,
             heartbeat,
             min_open_files,
+            tls_cert_out,
         } => {
             let config = ServerConfig {
                 encoding,
@@ -146,7 +152,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 heartbeat,
                 ..ServerConfig::default()
             };
-            serve(listen, config, min_open_files).await
+            serve(listen, config, min_open_files, tls_cert_out).await
         }
         Command::Report { results_dir } => match report::render(&results_dir) {
             Ok(saved) => {
@@ -241,11 +247,23 @@ pub fn ensure_open_files(needed: u64, what: &str) -> Result<(), String> {
     ))
 }
 
-async fn serve(listen: SocketAddr, config: ServerConfig, min_open_files: u64) -> u8 {
+async fn serve(
+    listen: SocketAddr,
+    config: ServerConfig,
+    min_open_files: u64,
+    tls_cert_out: Option<PathBuf>,
+) -> u8 {
     if let Err(e) = ensure_open_files(min_open_files, "the server") {
         eprintln!("error: {e}");
         return exit::FAILED;
     }
+    let tls = match tls_cert_out.map(|path| make_certificate(&path)).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::FAILED;
+        }
+    };
     let listener = match server::bind(listen) {
         Ok(l) => l,
         Err(e) => {
@@ -254,17 +272,26 @@ async fn serve(listen: SocketAddr, config: ServerConfig, min_open_files: u64) ->
         }
     };
     let addr = listener.local_addr().map_or(listen, |a| a);
-    println!("{READY_PREFIX}{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("{READY_PREFIX}{scheme}://{addr}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match server::serve(listener, AppState::new(config), shutdown).await {
+    match server::serve(listener, AppState::new(config), tls, shutdown).await {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: server failed: {e}");
             exit::FAILED
         }
     }
+}
+
+/// A fresh self-signed certificate, its PEM written to `path`.
+fn make_certificate(path: &Path) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    let cert = crate::tls::SelfSigned::generate()?;
+    std::fs::write(path, &cert.cert_pem)
+        .with_context(|| format!("cannot write the certificate to {}", path.display()))?;
+    cert.server_config()
 }
 
 fn print_summary(summary: &Summary, dir: &Path) {
@@ -302,7 +329,7 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, qu
         scenario.transports = transports;
     }
     if let Err(e) = ensure_open_files(
-        scenario.clients.count as u64 + 256,
+        scenario.open_files_needed(),
         &format!(
             "{} (clients.count = {})",
             path.display(),

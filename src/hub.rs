@@ -26,6 +26,8 @@ use crate::codec::{self, Encoding, Event, ServerMessage};
 /// One encoded event, shared by every subscriber.
 #[derive(Clone, Debug)]
 pub struct Encoded {
+    pub topic: Arc<str>,
+    pub seq: u64,
     pub bytes: Bytes,
     /// The same bytes as checked UTF-8, for WebSocket text frames (JSON only),
     /// so the check runs once per event and not once per subscriber.
@@ -139,7 +141,12 @@ impl Hub {
             Encoding::Binary => None,
         };
         state.head = seq;
-        state.events.push_back(Encoded { bytes, text });
+        state.events.push_back(Encoded {
+            topic: topic.name.clone(),
+            seq,
+            bytes,
+            text,
+        });
         if state.events.len() > self.buffer_len {
             state.events.pop_front();
         }

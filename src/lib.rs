@@ -18,3 +18,4 @@ pub mod scenario;
 pub mod schedule;
 pub mod server;
 pub mod server_process;
+pub mod tls;

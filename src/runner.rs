@@ -16,12 +16,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{CounterSnapshot, Target};
+use crate::client::{CounterSnapshot, Target, TlsTarget};
 use crate::clock;
 use crate::load::{self, ClientSpec, Control, IntervalReport, WorkerReport};
 use crate::procstat::ProcHandle;
 use crate::progress::{Live, Phase, Progress};
-use crate::scenario::{Scenario, TransportKind};
+use crate::scenario::{Scenario, TopicChoice, TransportKind};
 use crate::server::{PublishPlan, PublisherState, ServerStats};
 use crate::server_process::{ServerLaunch, ServerUnderTest};
 
@@ -134,11 +134,19 @@ pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec>
     let mut rng = StdRng::seed_from_u64(scenario.seed);
     (0..n)
         .map(|i| {
-            let picks = rand::seq::index::sample(
-                &mut rng,
-                scenario.topics.count as usize,
-                scenario.clients.topics_per_client as usize,
-            );
+            let mut topics: Vec<String> = match scenario.clients.topic_choice {
+                TopicChoice::Random => rand::seq::index::sample(
+                    &mut rng,
+                    scenario.topics.count as usize,
+                    scenario.clients.topics_per_client as usize,
+                )
+                .into_iter()
+                .map(|t| scenario.topic_name(t as u32))
+                .collect(),
+                TopicChoice::Own => vec![scenario.topic_name(i as u32)],
+            };
+            let echo_topic = scenario.echo.as_ref().map(|_| format!("echo.{i}"));
+            topics.extend(echo_topic.clone());
             ClientSpec {
                 start_ns: first_start_ns + ramp * i / n.max(1),
                 source: IpAddr::V4(Ipv4Addr::new(
@@ -147,10 +155,9 @@ pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec>
                     0,
                     1 + (i % scenario.clients.source_addresses as u64) as u8,
                 )),
-                topics: picks
-                    .into_iter()
-                    .map(|t| scenario.topic_name(t as u32))
-                    .collect(),
+                topics,
+                echo_topic,
+                seed: scenario.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i,
             }
         })
         .collect()
@@ -207,6 +214,18 @@ async fn run_transport(
         encoding: scenario.publish.encoding,
         hold: scenario.long_polling.hold,
         max_batch: scenario.long_polling.max_batch,
+        poll_interval: scenario.short_polling.interval,
+        clients_per_connection: scenario.http2.clients_per_connection,
+        tls: match server.tls_cert_pem.as_deref().map(TlsTarget::trusting) {
+            None => None,
+            Some(Ok(tls)) => Some(tls),
+            Some(Err(e)) => {
+                run.incomplete_reason =
+                    Some(format!("cannot trust the server's certificate: {e:#}"));
+                server.stop().await;
+                return run;
+            }
+        },
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<IntervalReport>();
     let merged: Arc<Mutex<BTreeMap<u64, IntervalReport>>> = Arc::default();
@@ -235,7 +254,16 @@ async fn run_transport(
     }
     let mut workers = Vec::new();
     for (id, share) in shares.into_iter().enumerate() {
-        match load::spawn_worker(id, kind, target.clone(), share, control.clone(), tx.clone()) {
+        let sends = (scenario.messages.clone(), scenario.echo.clone());
+        match load::spawn_worker(
+            id,
+            kind,
+            target.clone(),
+            share,
+            control.clone(),
+            sends,
+            tx.clone(),
+        ) {
             Ok(w) => workers.push(w),
             Err(e) => {
                 run.incomplete_reason =
@@ -398,6 +426,7 @@ async fn drive_phases(
     let measure = scenario.phases.measure.as_nanos() as u64;
     let (measure_start, measure_end) = (start + warmup, start + warmup + measure);
     control.set_window(measure_start, measure_end);
+    control.set_send_window(start, measure_end);
     let plan = PublishPlan {
         topics: (0..scenario.topics.count)
             .map(|i| scenario.topic_name(i))
@@ -430,7 +459,9 @@ async fn drive_phases(
     let drain_end = measure_end + scenario.phases.drain.as_nanos() as u64;
     let stats = loop {
         let stats = server.stats().await?;
-        if stats.publisher == PublisherState::Done || clock::now_ns() >= drain_end {
+        let settled =
+            stats.publisher == PublisherState::Done && control.sends_in_flight.load(Relaxed) == 0;
+        if settled || clock::now_ns() >= drain_end {
             break stats;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

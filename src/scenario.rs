@@ -33,18 +33,51 @@ use crate::schedule::Arrival;
 pub enum TransportKind {
     /// One WebSocket per client; the server pushes each event as a frame.
     Websocket,
+    /// Server-sent events (EventSource): one `text/event-stream` response
+    /// per client, resumed with `Last-Event-ID` after a reconnect.
+    Sse,
     /// HTTP/1.1 long polling on a kept-alive connection, one poll at a time.
     LongPolling,
+    /// Long polling with a new TCP connection for every poll
+    /// (`Connection: close`), as HTTP/1.0 clients do.
+    LongPollingClose,
+    /// Long polling over HTTP/2 (cleartext, prior knowledge, or ALPN over
+    /// TLS): many clients' polls multiplexed on few connections.
+    LongPollingH2,
+    /// A plain poll at a fixed interval, answered at once.
+    ShortPolling,
 }
 
 impl TransportKind {
-    pub const ALL: [TransportKind; 2] = [TransportKind::Websocket, TransportKind::LongPolling];
+    pub const ALL: [TransportKind; 6] = [
+        TransportKind::Websocket,
+        TransportKind::Sse,
+        TransportKind::LongPolling,
+        TransportKind::LongPollingClose,
+        TransportKind::LongPollingH2,
+        TransportKind::ShortPolling,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             TransportKind::Websocket => "websocket",
+            TransportKind::Sse => "sse",
             TransportKind::LongPolling => "long_polling",
+            TransportKind::LongPollingClose => "long_polling_close",
+            TransportKind::LongPollingH2 => "long_polling_h2",
+            TransportKind::ShortPolling => "short_polling",
         }
+    }
+
+    /// Whether the transport can carry events in `encoding` (SSE is text).
+    pub fn carries(self, encoding: Encoding) -> bool {
+        !(self == TransportKind::Sse && encoding == Encoding::Binary)
+    }
+
+    /// Whether clients share connections (so connection counts and memory
+    /// per connection mean something else).
+    pub fn multiplexed(self) -> bool {
+        self == TransportKind::LongPollingH2
     }
 }
 
@@ -67,7 +100,22 @@ pub struct Scenario {
     pub publish: Publish,
     pub phases: Phases,
     pub long_polling: LongPolling,
+    // Defaults keep summaries written before these fields readable.
+    #[serde(default)]
+    pub short_polling: ShortPolling,
+    #[serde(default)]
+    pub http2: Http2,
     pub websocket: Websocket,
+    /// Every transport over TLS (wss, https) with a certificate the server
+    /// makes at start and the clients trust alone.
+    #[serde(default)]
+    pub tls: bool,
+    /// Messages clients send to one of their topics (chat lines, game input).
+    #[serde(default)]
+    pub messages: Option<ClientSends>,
+    /// Requests each client sends and the server answers to it alone.
+    #[serde(default)]
+    pub echo: Option<ClientSends>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -84,6 +132,60 @@ pub struct Clients {
     pub source_addresses: u32,
     /// Generator worker threads, each with its own event loop and histograms.
     pub workers: u32,
+    #[serde(default)]
+    pub topic_choice: TopicChoice,
+}
+
+/// How clients pick their topics.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicChoice {
+    /// `topics_per_client` distinct topics at random.
+    #[default]
+    Random,
+    /// Client i alone takes topic i (a job it started, its own inbox).
+    Own,
+}
+
+/// An open-loop schedule of messages every client sends.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClientSends {
+    /// Messages per second per client.
+    pub rate_per_client: f64,
+    pub arrival: Arrival,
+    pub payload_bytes: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShortPolling {
+    /// Time between the starts of two polls of one client.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+}
+
+impl Default for ShortPolling {
+    fn default() -> Self {
+        ShortPolling {
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 {
+            clients_per_connection: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Http2 {
+    /// Clients whose requests share one HTTP/2 connection.
+    pub clients_per_connection: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -136,6 +238,18 @@ pub struct Websocket {
 }
 
 impl Scenario {
+    /// Open files a process needs for this scenario: a socket per client,
+    /// two when clients also send over HTTP/1.1 (a held poll or open stream
+    /// occupies the first), and room for the rest.
+    pub fn open_files_needed(&self) -> u64 {
+        let per_client = if self.messages.is_some() || self.echo.is_some() {
+            2
+        } else {
+            1
+        };
+        self.clients.count as u64 * per_client + 256
+    }
+
     /// Topic name of index `i` (0-based).
     pub fn topic_name(&self, i: u32) -> String {
         let width = self.topics.count.to_string().len().max(4);
@@ -194,7 +308,15 @@ impl Scenario {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "scenario".into()),
         };
-        let transports = raw.transports.into_inner();
+        let encoding = raw.publish.encoding.unwrap_or(Encoding::Json);
+        let transports = match raw.transports {
+            // Every transport that can carry the scenario's events.
+            None => TransportKind::ALL
+                .into_iter()
+                .filter(|t| t.carries(encoding))
+                .collect(),
+            Some(listed) => listed.into_inner(),
+        };
         if transports.is_empty() {
             return Err(err(
                 None,
@@ -211,6 +333,15 @@ impl Scenario {
                     None,
                     Some("transports".into()),
                     format!("transport {t} is listed twice"),
+                ));
+            }
+            if !t.carries(encoding) {
+                return Err(err(
+                    None,
+                    Some("transports".into()),
+                    format!(
+                        "{t} carries text only: use publish.encoding = \"json\" or leave {t} out"
+                    ),
                 ));
             }
         }
@@ -277,6 +408,25 @@ impl Scenario {
             }
             None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         };
+
+        let topic_choice = c.topic_choice.unwrap_or(TopicChoice::Random);
+        if topic_choice == TopicChoice::Own {
+            v.check(
+                c.topics_per_client.span(),
+                "clients.topics_per_client",
+                *c.topics_per_client.get_ref() == 1,
+                "1 when topic_choice = \"own\" (each client has its own topic)",
+            )?;
+            v.check(
+                t.count.span(),
+                "topics.count",
+                *t.count.get_ref() >= *c.count.get_ref(),
+                &format!(
+                    "at least clients.count ({}) when topic_choice = \"own\"",
+                    c.count.get_ref()
+                ),
+            )?;
+        }
 
         let p = raw.publish;
         let rate = *p.rate.get_ref();
@@ -345,6 +495,36 @@ impl Scenario {
             }
             None => 1000,
         };
+        let sp = raw.short_polling.unwrap_or_default();
+        let interval = match sp.interval {
+            Some(i) => duration(
+                &i,
+                "short_polling.interval",
+                Duration::from_millis(10),
+                Duration::from_secs(600),
+                &v,
+            )?,
+            None => Duration::from_secs(1),
+        };
+        let h2 = raw.http2.unwrap_or_default();
+        let clients_per_connection = match h2.clients_per_connection {
+            Some(n) => {
+                v.range(
+                    &n,
+                    "http2.clients_per_connection",
+                    1,
+                    10_000,
+                    "clients per HTTP/2 connection",
+                )?;
+                n.into_inner()
+            }
+            None => 100,
+        };
+        let messages = raw
+            .messages
+            .map(|m| client_sends(m, "messages", &v))
+            .transpose()?;
+        let echo = raw.echo.map(|m| client_sends(m, "echo", &v)).transpose()?;
         let ws = raw.websocket.unwrap_or_default();
         let heartbeat = match ws.heartbeat {
             Some(h) => duration(
@@ -368,6 +548,7 @@ impl Scenario {
                 connect_ramp: ramp,
                 source_addresses,
                 workers,
+                topic_choice,
             },
             topics: Topics {
                 count: t.count.into_inner(),
@@ -377,7 +558,7 @@ impl Scenario {
                 rate,
                 arrival: p.arrival.unwrap_or(Arrival::Poisson),
                 payload_bytes: p.payload_bytes.into_inner(),
-                encoding: p.encoding.unwrap_or(Encoding::Json),
+                encoding,
                 buffer_per_topic: buffer.into_inner(),
             },
             phases: Phases {
@@ -386,9 +567,45 @@ impl Scenario {
                 drain,
             },
             long_polling: LongPolling { hold, max_batch },
+            short_polling: ShortPolling { interval },
+            http2: Http2 {
+                clients_per_connection,
+            },
             websocket: Websocket { heartbeat },
+            tls: raw.tls.unwrap_or(false),
+            messages,
+            echo,
         })
     }
+}
+
+fn client_sends<F>(
+    raw: RawClientSends,
+    section: &str,
+    v: &Validator<'_, F>,
+) -> Result<ClientSends, ScenarioError>
+where
+    F: Fn(Option<Range<usize>>, Option<String>, String) -> ScenarioError,
+{
+    let rate = *raw.rate_per_client.get_ref();
+    v.check(
+        raw.rate_per_client.span(),
+        &format!("{section}.rate_per_client"),
+        rate > 0.0 && rate <= 1000.0,
+        "messages per second per client, more than 0 and at most 1000",
+    )?;
+    v.range(
+        &raw.payload_bytes,
+        &format!("{section}.payload_bytes"),
+        0,
+        60_000,
+        "bytes",
+    )?;
+    Ok(ClientSends {
+        rate_per_client: rate,
+        arrival: raw.arrival.unwrap_or(Arrival::Poisson),
+        payload_bytes: raw.payload_bytes.into_inner(),
+    })
 }
 
 fn transport_names() -> String {
@@ -521,14 +738,19 @@ impl std::error::Error for ScenarioError {}
 #[serde(deny_unknown_fields)]
 struct RawScenario {
     name: Option<Spanned<String>>,
-    transports: Spanned<Vec<TransportKind>>,
+    transports: Option<Spanned<Vec<TransportKind>>>,
     seed: Option<u64>,
+    tls: Option<bool>,
     clients: RawClients,
     topics: RawTopics,
     publish: RawPublish,
     phases: RawPhases,
     long_polling: Option<RawLongPolling>,
+    short_polling: Option<RawShortPolling>,
+    http2: Option<RawHttp2>,
     websocket: Option<RawWebsocket>,
+    messages: Option<RawClientSends>,
+    echo: Option<RawClientSends>,
 }
 
 #[derive(Deserialize)]
@@ -539,6 +761,7 @@ struct RawClients {
     connect_ramp: Spanned<String>,
     source_addresses: Option<Spanned<u32>>,
     workers: Option<Spanned<u32>>,
+    topic_choice: Option<TopicChoice>,
 }
 
 #[derive(Deserialize)]
@@ -571,6 +794,26 @@ struct RawPhases {
 struct RawLongPolling {
     hold: Option<Spanned<String>>,
     max_batch: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawShortPolling {
+    interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp2 {
+    clients_per_connection: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientSends {
+    rate_per_client: Spanned<f64>,
+    arrival: Option<Arrival>,
+    payload_bytes: Spanned<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -613,12 +856,62 @@ drain = "2s"
     fn a_good_scenario_gets_defaults() {
         let s = parse(GOOD).unwrap();
         assert_eq!(s.name, "t");
-        assert_eq!(s.transports, TransportKind::ALL.to_vec());
+        assert_eq!(
+            s.transports,
+            [TransportKind::Websocket, TransportKind::LongPolling]
+        );
         assert_eq!(s.publish.arrival, Arrival::Poisson);
         assert_eq!(s.publish.encoding, Encoding::Json);
         assert_eq!(s.long_polling.hold, Duration::from_secs(30));
         assert_eq!(s.clients.source_addresses, 1);
         assert_eq!(s.topic_name(0), "SYM0001");
+    }
+
+    #[test]
+    fn unlisted_transports_default_to_every_one_that_carries_the_encoding() {
+        let all = GOOD.replace(r#"transports = ["websocket", "long_polling"]"#, "");
+        assert_eq!(parse(&all).unwrap().transports, TransportKind::ALL.to_vec());
+        let binary = all.replace(
+            "payload_bytes = 32",
+            "payload_bytes = 32\nencoding = \"binary\"",
+        );
+        let kinds = parse(&binary).unwrap().transports;
+        assert_eq!(kinds.len(), TransportKind::ALL.len() - 1);
+        assert!(!kinds.contains(&TransportKind::Sse));
+
+        let sse_binary = GOOD.replace(r#""long_polling""#, r#""sse""#).replace(
+            "payload_bytes = 32",
+            "payload_bytes = 32\nencoding = \"binary\"",
+        );
+        let e = error(&sse_binary);
+        assert!(e.contains("transports: sse carries text only"), "{e}");
+    }
+
+    #[test]
+    fn client_messages_and_own_topics_are_validated() {
+        let text = format!("{GOOD}[messages]\nrate_per_client = 0.0\npayload_bytes = 10\n");
+        let e = error(&text);
+        assert!(e.contains("messages.rate_per_client: out of range"), "{e}");
+        let text = format!("{GOOD}[echo]\nrate_per_client = 2.0\npayload_bytes = 10\n");
+        let s = parse(&text).unwrap();
+        assert_eq!(s.echo.unwrap().rate_per_client, 2.0);
+        assert!(s.messages.is_none());
+
+        let own = GOOD.replace(
+            "connect_ramp = \"1s\"",
+            "connect_ramp = \"1s\"\ntopic_choice = \"own\"",
+        );
+        let e = error(&own);
+        assert!(
+            e.contains("clients.topics_per_client: out of range: allowed 1 when"),
+            "{e}"
+        );
+        let own = own.replace("topics_per_client = 3", "topics_per_client = 1");
+        let e = error(&own);
+        assert!(
+            e.contains("topics.count: out of range: allowed at least clients.count (100)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -668,7 +961,7 @@ drain = "2s"
         let e = error(&GOOD.replace(r#"["websocket", "long_polling"]"#, "[]"));
         assert!(
             e.contains(
-                "transports: no transports listed: name one or more of websocket, long_polling"
+                "transports: no transports listed: name one or more of websocket, sse, long_polling, long_polling_close, long_polling_h2, short_polling"
             ),
             "{e}"
         );

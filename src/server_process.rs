@@ -21,37 +21,69 @@ pub enum ServerLaunch {
     Spawn { exe: PathBuf },
     /// Use a pushbench server that is already listening (tests, manual
     /// runs). Its process figures are reported only if `pid` is given.
-    Existing { addr: SocketAddr, pid: Option<u32> },
+    Existing {
+        addr: SocketAddr,
+        pid: Option<u32>,
+        /// The server's certificate (PEM) when it serves TLS.
+        tls_cert_pem: Option<String>,
+    },
 }
 
 pub struct ServerUnderTest {
     pub addr: SocketAddr,
+    /// The certificate clients must trust, when the server serves TLS.
+    pub tls_cert_pem: Option<String>,
     pub proc: Option<ProcHandle>,
     child: Option<std::sync::Mutex<Child>>,
     http: reqwest::Client,
 }
 
 /// The line `pushbench serve` prints once it accepts connections.
-pub const READY_PREFIX: &str = "pushbench server listening on http://";
+pub const READY_PREFIX: &str = "pushbench server listening on ";
+
+/// The client for control requests, trusting exactly the server's
+/// certificate when it has one.
+fn control_client(tls_cert_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(pem) = tls_cert_pem {
+        let config = crate::tls::client_config(pem, crate::tls::ALPN_HTTP1)?;
+        builder = builder.use_preconfigured_tls(std::sync::Arc::unwrap_or_clone(config));
+    }
+    Ok(builder.build()?)
+}
 
 impl ServerUnderTest {
     pub async fn start(
         launch: &ServerLaunch,
         scenario: &Scenario,
     ) -> anyhow::Result<ServerUnderTest> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
         match launch {
-            ServerLaunch::Existing { addr, pid } => Ok(ServerUnderTest {
+            ServerLaunch::Existing {
+                addr,
+                pid,
+                tls_cert_pem,
+            } => Ok(ServerUnderTest {
                 addr: *addr,
+                tls_cert_pem: tls_cert_pem.clone(),
                 proc: pid.map(ProcHandle::pid),
                 child: None,
-                http,
+                http: control_client(tls_cert_pem.as_deref())?,
             }),
             ServerLaunch::Spawn { exe } => {
-                let mut child = Command::new(exe)
-                    .arg("serve")
+                // The server writes its fresh certificate here before it
+                // reports ready.
+                let cert_file = if scenario.tls {
+                    Some(tempfile::NamedTempFile::new().context("cannot create a temporary file")?)
+                } else {
+                    None
+                };
+                let mut command = Command::new(exe);
+                if let Some(f) = &cert_file {
+                    command.arg("serve").arg("--tls-cert-out").arg(f.path());
+                } else {
+                    command.arg("serve");
+                }
+                let mut child = command
                     .args(["--listen", "127.0.0.1:0"])
                     .args(["--encoding", scenario.publish.encoding.as_str()])
                     .args([
@@ -64,7 +96,7 @@ impl ServerUnderTest {
                     ])
                     .args([
                         "--min-open-files",
-                        &(scenario.clients.count as u64 + 256).to_string(),
+                        &scenario.open_files_needed().to_string(),
                     ])
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
@@ -79,8 +111,9 @@ impl ServerUnderTest {
                 let mut lines = BufReader::new(stdout).lines();
                 let ready = tokio::time::timeout(Duration::from_secs(15), async {
                     while let Some(line) = lines.next_line().await? {
-                        if let Some(addr) = line.strip_prefix(READY_PREFIX) {
-                            return Ok::<_, std::io::Error>(Some(addr.trim().to_string()));
+                        if let Some(url) = line.strip_prefix(READY_PREFIX) {
+                            let addr = url.trim().split_once("://").map_or(url, |(_, a)| a);
+                            return Ok::<_, std::io::Error>(Some(addr.to_string()));
                         }
                     }
                     Ok(None)
@@ -99,18 +132,28 @@ impl ServerUnderTest {
                 // Keep draining its stdout so it never blocks on a full pipe.
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 let pid = child.id().context("server has no pid")?;
+                let tls_cert_pem = cert_file
+                    .map(|f| std::fs::read_to_string(f.path()))
+                    .transpose()
+                    .context("cannot read the server's certificate")?;
                 Ok(ServerUnderTest {
                     addr,
+                    http: control_client(tls_cert_pem.as_deref())?,
+                    tls_cert_pem,
                     proc: Some(ProcHandle::pid(pid)),
                     child: Some(std::sync::Mutex::new(child)),
-                    http,
                 })
             }
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls_cert_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub async fn stats(&self) -> anyhow::Result<ServerStats> {

@@ -8,7 +8,12 @@
 //! Every socket is wrapped in [`CountingStream`], so bytes are counted at
 //! the socket: HTTP headers, WebSocket frame headers, pings and all.
 
+mod http;
 mod long_poll;
+mod long_poll_close;
+mod long_poll_h2;
+mod short_poll;
+mod sse;
 mod websocket;
 
 use std::io;
@@ -20,10 +25,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 pub use long_poll::LongPollClient;
+pub use long_poll_close::LongPollCloseClient;
+pub use long_poll_h2::{H2Pool, LongPollH2Client};
+pub use short_poll::ShortPollClient;
+pub use sse::SseClient;
 pub use websocket::WebSocketClient;
 
 use crate::codec::Encoding;
@@ -37,6 +50,99 @@ pub struct Target {
     pub hold: Duration,
     /// Long polling: most events per answer.
     pub max_batch: u32,
+    /// Short polling: time between the starts of two polls.
+    pub poll_interval: Duration,
+    /// HTTP/2: clients whose requests share one connection.
+    pub clients_per_connection: u32,
+    /// TLS client settings, when the server serves TLS.
+    pub tls: Option<TlsTarget>,
+}
+
+/// Client TLS settings trusting exactly the server's certificate, one per
+/// ALPN protocol a transport may ask for.
+#[derive(Clone, Debug)]
+pub struct TlsTarget {
+    pub http1: Arc<rustls::ClientConfig>,
+    pub h2: Arc<rustls::ClientConfig>,
+}
+
+impl TlsTarget {
+    pub fn trusting(cert_pem: &str) -> anyhow::Result<TlsTarget> {
+        Ok(TlsTarget {
+            http1: crate::tls::client_config(cert_pem, crate::tls::ALPN_HTTP1)?,
+            h2: crate::tls::client_config(cert_pem, crate::tls::ALPN_H2)?,
+        })
+    }
+}
+
+/// The HTTP version a connection is opened for (its ALPN under TLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    Http1,
+    H2,
+}
+
+/// A client socket: plain TCP or TLS over it, counted beneath the TLS layer
+/// so bytes are the bytes on the wire.
+pub type Conn = Either<CountingStream<TcpStream>, TlsStream<CountingStream<TcpStream>>>;
+
+/// What a client needs to open connections.
+pub struct Dial<'a> {
+    pub target: &'a Target,
+    pub source: IpAddr,
+    pub counters: &'a Arc<SocketCounters>,
+    /// The client's index within its worker (HTTP/2: which shared connection).
+    pub index: usize,
+}
+
+impl Dial<'_> {
+    /// Opens a connection, with the TLS handshake when the server serves TLS.
+    pub async fn open(&self, alpn: Alpn) -> Result<Conn, ClientError> {
+        let tcp = connect_tcp(self.target.addr, self.source, self.counters).await?;
+        let Some(tls) = &self.target.tls else {
+            return Ok(Either::Left(tcp));
+        };
+        let config = match alpn {
+            Alpn::Http1 => tls.http1.clone(),
+            Alpn::H2 => tls.h2.clone(),
+        };
+        let name = ServerName::IpAddress(self.target.addr.ip().into());
+        TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map(Either::Right)
+            .map_err(|e| ClientError::Handshake(format!("TLS: {e}")))
+    }
+
+    /// An owned copy, for senders that open their own connections later.
+    pub fn to_owned(&self) -> OwnedDial {
+        OwnedDial {
+            target: self.target.clone(),
+            source: self.source,
+            counters: self.counters.clone(),
+            index: self.index,
+        }
+    }
+}
+
+/// [`Dial`] without borrows.
+#[derive(Clone)]
+pub struct OwnedDial {
+    pub target: Target,
+    pub source: IpAddr,
+    pub counters: Arc<SocketCounters>,
+    pub index: usize,
+}
+
+impl OwnedDial {
+    pub fn dial(&self) -> Dial<'_> {
+        Dial {
+            target: &self.target,
+            source: self.source,
+            counters: &self.counters,
+            index: self.index,
+        }
+    }
 }
 
 /// How the bytes of one [`Received`] are framed.
@@ -68,19 +174,32 @@ pub trait Cursor {
 /// Futures need not be `Send`: each generator worker runs its clients on a
 /// single thread, which keeps counters and histograms free of locks.
 pub trait Transport: Sized {
-    /// Connects from `source`, subscribes at `cursor` and returns the
-    /// connection with the server's answer to the subscription.
+    /// State the clients of one worker share (HTTP/2: its connections).
+    type Shared: Default;
+    /// Sends client messages while a receive is in flight.
+    type Sender: MessageSender;
+
+    /// Connects, subscribes at `cursor` and returns the connection with the
+    /// server's answer to the subscription.
     fn connect(
-        target: &Target,
-        source: IpAddr,
+        dial: &Dial<'_>,
+        shared: &Self::Shared,
         cursor: &impl Cursor,
-        counters: &Arc<SocketCounters>,
     ) -> impl Future<Output = Result<(Self, Received), ClientError>>;
 
     /// Waits for the next data from the server. `cursor` is where the
-    /// client stands now (long polling sends it; WebSocket ignores it).
+    /// client stands now (the polling transports send it).
     fn recv(&mut self, cursor: &impl Cursor)
     -> impl Future<Output = Result<Received, ClientError>>;
+
+    /// A handle for client-to-server messages of this connection: a
+    /// WebSocket sends frames on it; the HTTP transports send `POST /send`.
+    fn sender(&self, dial: &Dial<'_>) -> Self::Sender;
+}
+
+/// Sends one client message (JSON, see [`crate::codec::ClientMessage`]).
+pub trait MessageSender {
+    fn send(&mut self, message: String) -> impl Future<Output = Result<(), ClientError>>;
 }
 
 /// Counters of one generator worker, bumped by every socket it owns.

@@ -1,23 +1,25 @@
 //! WebSocket client: one connection, one subscribe message, then frames.
+//! Client messages go out as text frames on the same connection.
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use futures_util::lock::Mutex;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{
-    ClientError, CountingStream, Cursor, Framing, Received, SocketCounters, Target, Transport,
-};
+use super::{Alpn, ClientError, Conn, Cursor, Dial, Framing, MessageSender, Received, Transport};
 use crate::codec::ClientMessage;
 
+type Sink = Rc<Mutex<SplitSink<WebSocketStream<Conn>, Message>>>;
+
 pub struct WebSocketClient {
-    ws: WebSocketStream<CountingStream<TcpStream>>,
+    rx: SplitStream<WebSocketStream<Conn>>,
+    tx: Sink,
 }
 
 /// Small buffers, as on the server: thousands of clients share one process.
@@ -29,34 +31,43 @@ fn config() -> WebSocketConfig {
 }
 
 impl Transport for WebSocketClient {
+    type Shared = ();
+    type Sender = WebSocketSender;
+
     async fn connect(
-        target: &Target,
-        source: IpAddr,
+        dial: &Dial<'_>,
+        _shared: &(),
         cursor: &impl Cursor,
-        counters: &Arc<SocketCounters>,
     ) -> Result<(Self, Received), ClientError> {
-        let stream = super::connect_tcp(target.addr, source, counters).await?;
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        let url = format!("ws://{}/ws", target.addr);
+        let stream = dial.open(Alpn::Http1).await?;
+        dial.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let scheme = if dial.target.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        let url = format!("{scheme}://{}/ws", dial.target.addr);
         let (ws, _response) =
             tokio_tungstenite::client_async_with_config(url, stream, Some(config()))
                 .await
                 .map_err(|e| ClientError::Handshake(e.to_string()))?;
-        let mut client = WebSocketClient { ws };
+        let (mut tx, rx) = ws.split();
         let subscribe =
             ClientMessage::Subscribe(cursor.entries().map(|(t, c)| (t.to_string(), c)).collect());
-        client
-            .ws
-            .send(Message::Text(subscribe.to_json().into()))
+        tx.send(Message::Text(subscribe.to_json().into()))
             .await
             .map_err(|e| ClientError::Io(e.to_string()))?;
+        let mut client = WebSocketClient {
+            rx,
+            tx: Rc::new(Mutex::new(tx)),
+        };
         let first = client.recv(cursor).await?;
         Ok((client, first))
     }
 
     async fn recv(&mut self, _cursor: &impl Cursor) -> Result<Received, ClientError> {
         loop {
-            let body: Bytes = match self.ws.next().await {
+            let body: Bytes = match self.rx.next().await {
                 Some(Ok(Message::Text(text))) => text.into(),
                 Some(Ok(Message::Binary(bytes))) => bytes,
                 // tungstenite queues the pong and sends it with the next read.
@@ -72,5 +83,23 @@ impl Transport for WebSocketClient {
                 framing: Framing::Single,
             });
         }
+    }
+
+    fn sender(&self, _dial: &Dial<'_>) -> WebSocketSender {
+        WebSocketSender(self.tx.clone())
+    }
+}
+
+/// Text frames on the client's WebSocket.
+pub struct WebSocketSender(Sink);
+
+impl MessageSender for WebSocketSender {
+    async fn send(&mut self, message: String) -> Result<(), ClientError> {
+        self.0
+            .lock()
+            .await
+            .send(Message::Text(message.into()))
+            .await
+            .map_err(|e| ClientError::Io(e.to_string()))
     }
 }

@@ -496,13 +496,23 @@ pub fn decode_batch<'a>(
     Ok(())
 }
 
-/// What a client asks of the server over a WebSocket (always JSON text).
+/// What a client asks of the server: over a WebSocket as a text frame, over
+/// HTTP as the body of `POST /send` (always JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Subscribe to topics. `None`: from the current head on; `Some(seq)`:
     /// resume after `seq`, replaying what the server still buffers.
     Subscribe(BTreeMap<String, Option<u64>>),
+    /// Publish a message to a topic on the client's behalf (chat lines,
+    /// game input, requests): the server stamps a sequence number and every
+    /// subscriber of the topic receives it as an event. `intended_ns` is the
+    /// client's intended send time, from which its latency is measured.
+    Publish {
+        topic: String,
+        intended_ns: u64,
+        payload: String,
+    },
 }
 
 impl ClientMessage {

@@ -11,13 +11,19 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use super::tracker::{Arrival, Tracker};
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
-    ClientError, CounterSnapshot, ErrorKind, Framing, Received, SocketCounters, Target, Transport,
+    ClientError, CounterSnapshot, Dial, ErrorKind, Framing, MessageSender, Received,
+    SocketCounters, Target, Transport,
 };
 use crate::clock;
-use crate::codec::{self, ServerMessage};
+use crate::codec::{self, ClientMessage, ServerMessage};
+use crate::scenario::ClientSends;
+use crate::schedule::Schedule;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -34,6 +40,9 @@ pub(super) struct WorkerCtx {
     pub interval_errors: Cell<u64>,
     pub connected: Cell<u64>,
     pub last_counters: Cell<CounterSnapshot>,
+    /// Client-to-server messages, if the scenario has them.
+    pub messages: Option<ClientSends>,
+    pub echo: Option<ClientSends>,
 }
 
 impl WorkerCtx {
@@ -56,15 +65,20 @@ impl WorkerCtx {
         self.interval_errors.set(self.interval_errors.get() + 1);
     }
 
-    /// Records one delivered event, received at `now_ns`.
-    fn delivered(&self, intended_ns: u64, published_ns: u64, now_ns: u64) {
+    /// Records one delivered event, received at `now_ns`; `echo` for the
+    /// answer to one of the client's own echo requests.
+    fn delivered(&self, intended_ns: u64, published_ns: u64, now_ns: u64, echo: bool) {
         let latency_us = now_ns.saturating_sub(intended_ns) / 1000;
         self.interval.borrow_mut().saturating_record(latency_us);
         self.interval_delivered
             .set(self.interval_delivered.get() + 1);
         let (start, end) = self.control.window();
         let mut report = self.report.borrow_mut();
-        if (start..end).contains(&intended_ns) {
+        if echo {
+            if (start..end).contains(&intended_ns) {
+                report.echo_latency.saturating_record(latency_us);
+            }
+        } else if (start..end).contains(&intended_ns) {
             report.latency.saturating_record(latency_us);
             report
                 .latency_published
@@ -77,30 +91,42 @@ impl WorkerCtx {
 
     /// Decodes what a transport received and accounts for every message.
     /// The receive time is taken once the bytes are decoded.
-    fn received(&self, tracker: &mut Tracker, received: &Received) -> Result<(), ClientError> {
+    fn received(
+        &self,
+        tracker: &mut Tracker,
+        received: &Received,
+        echo_topic: Option<&str>,
+    ) -> Result<(), ClientError> {
         let encoding = self.target.encoding;
         match received.framing {
             Framing::Single => {
                 let msg = codec::decode_single(encoding, &received.body)?;
-                self.apply(tracker, msg, clock::now_ns());
+                self.apply(tracker, msg, clock::now_ns(), echo_topic);
             }
             Framing::Batch => {
                 let mut msgs = Vec::new();
                 codec::decode_batch(encoding, &received.body, &mut msgs)?;
                 let now = clock::now_ns();
                 for msg in msgs {
-                    self.apply(tracker, msg, now);
+                    self.apply(tracker, msg, now, echo_topic);
                 }
             }
         }
         Ok(())
     }
 
-    fn apply(&self, tracker: &mut Tracker, msg: ServerMessage<'_>, now_ns: u64) {
+    fn apply(
+        &self,
+        tracker: &mut Tracker,
+        msg: ServerMessage<'_>,
+        now_ns: u64,
+        echo_topic: Option<&str>,
+    ) {
         match msg {
             ServerMessage::Event(e) => match tracker.on_event(&e.topic, e.seq) {
                 Arrival::New | Arrival::Late => {
-                    self.delivered(e.intended_ns, e.published_ns, now_ns)
+                    let echo = echo_topic == Some(e.topic.as_ref());
+                    self.delivered(e.intended_ns, e.published_ns, now_ns, echo)
                 }
                 Arrival::Duplicate | Arrival::Unexpected => {}
             },
@@ -127,7 +153,50 @@ impl WorkerCtx {
 
 /// Runs one client until the run stops or it holds every event up to the
 /// final heads. Returns its tracker for the final accounting.
-pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx>) -> Tracker {
+pub(super) async fn run_client<T: Transport + 'static>(
+    spec: ClientSpec,
+    index: usize,
+    ctx: Rc<WorkerCtx>,
+    shared: Rc<T::Shared>,
+) -> Tracker {
+    let dial = Dial {
+        target: &ctx.target,
+        source: spec.source,
+        counters: &ctx.counters,
+        index,
+    };
+    let echo_topic = spec.echo_topic.clone();
+    let sender_slot: SenderSlot<T::Sender> = Rc::default();
+    let sending = (ctx.messages.is_some() || ctx.echo.is_some()).then(|| {
+        tokio::task::spawn_local(send_loop(spec.clone(), ctx.clone(), sender_slot.clone()))
+    });
+    let tracker = connection_loop::<T>(
+        &spec,
+        &dial,
+        &ctx,
+        &shared,
+        &sender_slot,
+        echo_topic.as_deref(),
+    )
+    .await;
+    if let Some(task) = sending {
+        task.abort();
+    }
+    tracker
+}
+
+/// Where the send loop finds the sender of the current connection (none
+/// while disconnected).
+type SenderSlot<S> = Rc<RefCell<Option<S>>>;
+
+async fn connection_loop<T: Transport>(
+    spec: &ClientSpec,
+    dial: &Dial<'_>,
+    ctx: &Rc<WorkerCtx>,
+    shared: &T::Shared,
+    sender_slot: &SenderSlot<T::Sender>,
+    echo_topic: Option<&str>,
+) -> Tracker {
     let control = ctx.control.clone();
     let stop = control.stop.clone();
     // Final heads, kept locally: refreshed only when the channel's version
@@ -137,7 +206,7 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
     let done = |heads: &Option<Arc<HashMap<String, u64>>>, tracker: &Tracker| {
         heads.as_ref().is_some_and(|h| tracker.complete(h))
     };
-    let mut tracker = Tracker::new(spec.topics);
+    let mut tracker = Tracker::new(spec.topics.clone());
     tokio::select! {
         () = stop.cancelled() => return tracker,
         () = tokio::time::sleep_until(clock::instant_at(spec.start_ns)) => {}
@@ -155,7 +224,7 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
         let attempt = {
             tokio::select! {
                 () = stop.cancelled() => break,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, T::connect(&ctx.target, spec.source, &tracker, &ctx.counters)) => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, T::connect(dial, shared, &tracker)) => r,
             }
         };
         let (mut transport, first) = match attempt {
@@ -172,7 +241,7 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
             }
         };
         let was_subscribed = tracker.subscribed();
-        if let Err(e) = ctx.received(&mut tracker, &first) {
+        if let Err(e) = ctx.received(&mut tracker, &first, echo_topic) {
             ctx.error(e.kind());
             failures += 1;
             continue;
@@ -191,6 +260,7 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
         }
         failures = 0;
         ctx.set_connected(true);
+        *sender_slot.borrow_mut() = Some(transport.sender(dial));
         loop {
             if heads_rx.has_changed().unwrap_or(false) {
                 heads = heads_rx.borrow_and_update().clone();
@@ -228,15 +298,131 @@ pub(super) async fn run_client<T: Transport>(spec: ClientSpec, ctx: Rc<WorkerCtx
                     ctx.set_connected(false);
                     break 'connection;
                 }
-                Some(r) => r.and_then(|received| ctx.received(&mut tracker, &received)),
+                Some(r) => r.and_then(|received| ctx.received(&mut tracker, &received, echo_topic)),
             };
             if let Err(e) = outcome {
                 ctx.error(e.kind());
                 ctx.set_connected(false);
+                sender_slot.borrow_mut().take();
                 failures += 1;
                 continue 'connection;
             }
         }
     }
     tracker
+}
+
+/// One of a client's message schedules: when each message is due.
+struct Due {
+    times: Schedule,
+    /// Where this client starts in its schedule, so clients do not send in step.
+    offset_ns: u64,
+    start_ns: u64,
+    next_ns: u64,
+    payload: String,
+    echo: bool,
+}
+
+impl Due {
+    fn new(sends: &ClientSends, start_ns: u64, seed: u64, rng: &mut StdRng, echo: bool) -> Due {
+        let mut due = Due {
+            times: Schedule::new(sends.arrival, sends.rate_per_client, seed),
+            offset_ns: rng.random_range(0..(1e9 / sends.rate_per_client) as u64),
+            start_ns,
+            next_ns: 0,
+            payload: "x".repeat(sends.payload_bytes as usize),
+            echo,
+        };
+        due.advance();
+        due
+    }
+
+    fn advance(&mut self) {
+        let offset = self.times.next().unwrap_or(u64::MAX);
+        self.next_ns = self
+            .start_ns
+            .saturating_add(self.offset_ns)
+            .saturating_add(offset);
+    }
+}
+
+/// Sends the client's messages on their open-loop schedules, from the send
+/// window's start to its end: chat lines to one of its topics, echo
+/// requests to its own echo topic. A message due while the client has no
+/// connection is not sent and counts as failed; a slow send delays the
+/// next ones, and their latency, measured from the intended send time,
+/// shows it.
+async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot: SenderSlot<S>) {
+    let control = ctx.control.clone();
+    let (start, end) = control.send_window().await;
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let mut schedules: Vec<Due> = Vec::new();
+    if let Some(m) = &ctx.messages {
+        schedules.push(Due::new(m, start, spec.seed ^ 0x6d73, &mut rng, false));
+    }
+    if let (Some(e), Some(_)) = (&ctx.echo, &spec.echo_topic) {
+        schedules.push(Due::new(e, start, spec.seed ^ 0xec, &mut rng, true));
+    }
+    let room_topics: Vec<&String> = spec
+        .topics
+        .iter()
+        .filter(|t| Some(*t) != spec.echo_topic.as_ref())
+        .collect();
+    loop {
+        let Some(due) = schedules.iter_mut().min_by_key(|d| d.next_ns) else {
+            return;
+        };
+        let intended_ns = due.next_ns;
+        if intended_ns >= end {
+            return;
+        }
+        let topic = match (&spec.echo_topic, due.echo) {
+            (Some(own), true) => own,
+            _ => room_topics[rng.random_range(0..room_topics.len())],
+        };
+        let message = ClientMessage::Publish {
+            topic: topic.clone(),
+            intended_ns,
+            payload: due.payload.clone(),
+        }
+        .to_json();
+        due.advance();
+        tokio::time::sleep_until(clock::instant_at(intended_ns)).await;
+        let Some(mut sender) = slot.borrow_mut().take() else {
+            ctx.report.borrow_mut().send_failed += 1;
+            continue;
+        };
+        let result = {
+            let _in_flight = InFlight::new(&control.sends_in_flight);
+            sender.send(message).await
+        };
+        match result {
+            Ok(()) => {
+                ctx.report.borrow_mut().sent += 1;
+                // Back in its slot unless the connection was replaced meanwhile.
+                slot.borrow_mut().get_or_insert(sender);
+            }
+            Err(e) => {
+                ctx.error(e.kind());
+                ctx.report.borrow_mut().send_failed += 1;
+            }
+        }
+    }
+}
+
+/// Counts a send as in flight until it ends, however it ends (the task may
+/// be dropped mid-send when the run stops).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

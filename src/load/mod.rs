@@ -49,6 +49,12 @@ pub struct Control {
     pub connected: AtomicU64,
     /// Clients that hold every event up to the final heads.
     pub complete: AtomicU64,
+    /// When clients send their messages: [start, end) on the monotonic
+    /// clock, the same span as the server's publishing. Unset until fixed.
+    send_window: watch::Sender<Option<(u64, u64)>>,
+    /// Client messages sent and not yet answered: the final heads are read
+    /// only once these have landed.
+    pub sends_in_flight: AtomicU64,
 }
 
 impl Control {
@@ -62,6 +68,8 @@ impl Control {
             subscribed: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             complete: AtomicU64::new(0),
+            send_window: watch::Sender::new(None),
+            sends_in_flight: AtomicU64::new(0),
         })
     }
 
@@ -84,6 +92,20 @@ impl Control {
     pub fn final_heads(&self) -> Option<Arc<HashMap<String, u64>>> {
         self.final_heads.borrow().clone()
     }
+
+    pub fn set_send_window(&self, start_ns: u64, end_ns: u64) {
+        self.send_window.send_replace(Some((start_ns, end_ns)));
+    }
+
+    /// Waits until the send window is fixed.
+    async fn send_window(&self) -> (u64, u64) {
+        let mut rx = self.send_window.subscribe();
+        let window = *rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("sender lives in self");
+        window.expect("waited for Some")
+    }
 }
 
 /// One client's part of the workload.
@@ -92,7 +114,12 @@ pub struct ClientSpec {
     /// When it connects (monotonic ns), from the connect ramp.
     pub start_ns: u64,
     pub source: IpAddr,
+    /// Every topic it subscribes to, its echo topic (if any) included.
     pub topics: Vec<String>,
+    /// The topic the server answers its echo requests on, its alone.
+    pub echo_topic: Option<String>,
+    /// Seeds its message schedules.
+    pub seed: u64,
 }
 
 /// One second of one worker (or, merged, of all workers).
@@ -126,8 +153,14 @@ pub struct WorkerReport {
     pub latency: Histogram<u64>,
     /// Actual publish time to receive, same events.
     pub latency_published: Histogram<u64>,
+    /// Echo round trips: intended send time to the answer's arrival.
+    pub echo_latency: Histogram<u64>,
     /// TCP connect + handshake + subscription answer, every (re)connect.
     pub connect: Histogram<u64>,
+    /// Client messages (chat lines and echo requests) the server accepted.
+    pub sent: u64,
+    /// Client messages that could not be sent (no connection, or it failed).
+    pub send_failed: u64,
     pub delivery: DeliveryCounts,
     pub delivered_in_window: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
@@ -138,7 +171,10 @@ impl WorkerReport {
         WorkerReport {
             latency: new_histogram(),
             latency_published: new_histogram(),
+            echo_latency: new_histogram(),
             connect: new_histogram(),
+            sent: 0,
+            send_failed: 0,
             delivery: DeliveryCounts::default(),
             delivered_in_window: 0,
             errors: BTreeMap::new(),
@@ -150,7 +186,10 @@ impl WorkerReport {
         self.latency_published
             .add(&o.latency_published)
             .expect("same bounds");
+        self.echo_latency.add(&o.echo_latency).expect("same bounds");
         self.connect.add(&o.connect).expect("same bounds");
+        self.sent += o.sent;
+        self.send_failed += o.send_failed;
         self.delivery += o.delivery;
         self.delivered_in_window += o.delivered_in_window;
         for (k, v) in &o.errors {

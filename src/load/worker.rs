@@ -10,8 +10,12 @@ use tokio::task::LocalSet;
 
 use super::client_loop::{WorkerCtx, run_client};
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
-use crate::client::{CounterSnapshot, LongPollClient, SocketCounters, Target, WebSocketClient};
+use crate::client::{
+    CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient,
+    SocketCounters, SseClient, Target, Transport, WebSocketClient,
+};
 use crate::clock;
+use crate::scenario::ClientSends;
 use crate::scenario::TransportKind;
 
 pub struct Worker {
@@ -33,6 +37,7 @@ pub fn spawn_worker(
     target: Target,
     clients: Vec<ClientSpec>,
     control: Arc<Control>,
+    sends: (Option<ClientSends>, Option<ClientSends>),
     intervals: UnboundedSender<IntervalReport>,
 ) -> std::io::Result<Worker> {
     let counters = Arc::new(SocketCounters::default());
@@ -54,6 +59,8 @@ pub fn spawn_worker(
                 interval_errors: Cell::new(0),
                 connected: Cell::new(0),
                 last_counters: Cell::new(CounterSnapshot::default()),
+                messages: sends.0,
+                echo: sends.1,
             });
             LocalSet::new().block_on(&rt, run(kind, clients, ctx, intervals))
         })?;
@@ -66,15 +73,29 @@ async fn run(
     ctx: Rc<WorkerCtx>,
     intervals: UnboundedSender<IntervalReport>,
 ) -> WorkerReport {
+    match kind {
+        TransportKind::Websocket => run_all::<WebSocketClient>(clients, ctx, intervals).await,
+        TransportKind::Sse => run_all::<SseClient>(clients, ctx, intervals).await,
+        TransportKind::LongPolling => run_all::<LongPollClient>(clients, ctx, intervals).await,
+        TransportKind::LongPollingClose => {
+            run_all::<LongPollCloseClient>(clients, ctx, intervals).await
+        }
+        TransportKind::LongPollingH2 => run_all::<LongPollH2Client>(clients, ctx, intervals).await,
+        TransportKind::ShortPolling => run_all::<ShortPollClient>(clients, ctx, intervals).await,
+    }
+}
+
+async fn run_all<T: Transport + 'static>(
+    clients: Vec<ClientSpec>,
+    ctx: Rc<WorkerCtx>,
+    intervals: UnboundedSender<IntervalReport>,
+) -> WorkerReport {
+    let shared = Rc::new(T::Shared::default());
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|spec| match kind {
-            TransportKind::Websocket => {
-                tokio::task::spawn_local(run_client::<WebSocketClient>(spec, ctx.clone()))
-            }
-            TransportKind::LongPolling => {
-                tokio::task::spawn_local(run_client::<LongPollClient>(spec, ctx.clone()))
-            }
+        .enumerate()
+        .map(|(index, spec)| {
+            tokio::task::spawn_local(run_client::<T>(spec, index, ctx.clone(), shared.clone()))
         })
         .collect();
     let ticker = tokio::task::spawn_local(tick(ctx.clone(), intervals.clone()));

@@ -60,6 +60,13 @@ pub struct TransportSummary {
     /// TCP connect, handshake and the answer to the subscription, every
     /// (re)connection.
     pub connect_us: Percentiles,
+    /// Echo requests: receive time of the server's answer minus the
+    /// request's intended send time (open-loop), when the scenario has them.
+    #[serde(default)]
+    pub echo_us: Option<Percentiles>,
+    /// Messages the clients sent, when the scenario has them.
+    #[serde(default)]
+    pub client_messages: Option<ClientMessageFigures>,
     /// Over the whole subscription of every client, drain included.
     pub delivery: DeliveryCounts,
     pub cost: Cost,
@@ -76,6 +83,17 @@ pub struct ClientFigures {
     pub requested: u32,
     /// Clients whose subscription was answered at least once.
     pub subscribed: u64,
+}
+
+/// Client-to-server messages (chat lines, echo requests) over the run.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClientMessageFigures {
+    /// Sent and acknowledged (HTTP 204; WebSocket: written).
+    pub sent: u64,
+    /// Due while the client had no connection, or failed on the way.
+    pub failed: u64,
+    /// Client messages the server published (counted by the server).
+    pub received_by_server: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -242,6 +260,18 @@ impl TransportSummary {
                     .into(),
             );
         }
+        if run.report.send_failed > 0 {
+            warnings.push(format!(
+                "{} client messages could not be sent (no connection at their send time, or the send failed)",
+                run.report.send_failed
+            ));
+        }
+        if run.kind.multiplexed() {
+            warnings.push(format!(
+                "clients share connections ({} per HTTP/2 connection): memory per connection is per client",
+                scenario.http2.clients_per_connection
+            ));
+        }
         if run.clients_subscribed < run.clients_requested as u64 {
             warnings.push(format!(
                 "only {} of {} clients subscribed",
@@ -276,6 +306,17 @@ impl TransportSummary {
             latency_us: Percentiles::of(&run.report.latency),
             latency_from_publish_us: Percentiles::of(&run.report.latency_published),
             connect_us: Percentiles::of(&run.report.connect),
+            echo_us: scenario
+                .echo
+                .as_ref()
+                .map(|_| Percentiles::of(&run.report.echo_latency)),
+            client_messages: (scenario.messages.is_some() || scenario.echo.is_some()).then(|| {
+                ClientMessageFigures {
+                    sent: run.report.sent,
+                    failed: run.report.send_failed,
+                    received_by_server: run.server_stats.as_ref().map(|s| s.client_messages),
+                }
+            }),
             delivery: run.report.delivery,
             cost: Cost {
                 bytes_down_per_event: per_event(counters.bytes_down as f64, events),

@@ -39,6 +39,21 @@ pub const ROWS: &[Row] = &[
     ("  uncorrected p99 (from publish)", |t| {
         ms(t.latency_from_publish_us.p99)
     }),
+    ("echo round trip p50", |t| {
+        t.echo_us
+            .as_ref()
+            .map_or_else(|| "n/a".into(), |e| ms(e.p50))
+    }),
+    ("echo round trip p99", |t| {
+        t.echo_us
+            .as_ref()
+            .map_or_else(|| "n/a".into(), |e| ms(e.p99))
+    }),
+    ("client messages sent / failed", |t| {
+        t.client_messages
+            .as_ref()
+            .map_or_else(|| "n/a".into(), |m| format!("{} / {}", m.sent, m.failed))
+    }),
     ("expected events", |t| t.delivery.expected.to_string()),
     ("delivered", |t| t.delivery.delivered.to_string()),
     ("lost", |t| t.delivery.lost.to_string()),

@@ -53,6 +53,8 @@ pub(super) struct Publisher {
 pub(super) struct Gauges {
     websockets: Arc<AtomicU64>,
     polls: Arc<AtomicU64>,
+    sse_streams: Arc<AtomicU64>,
+    client_messages: AtomicU64,
 }
 
 pub(super) struct GaugeGuard(Arc<AtomicU64>);
@@ -74,6 +76,12 @@ impl Gauges {
     pub(super) fn poll(&self) -> GaugeGuard {
         Self::guard(&self.polls)
     }
+    pub(super) fn sse(&self) -> GaugeGuard {
+        Self::guard(&self.sse_streams)
+    }
+    pub(super) fn client_message(&self) {
+        self.client_messages.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The server's counters, as `GET /_pushbench/stats` reports them.
@@ -85,6 +93,11 @@ pub struct ServerStats {
     pub max_publish_lag_ns: u64,
     pub websocket_connections: u64,
     pub polls_in_progress: u64,
+    #[serde(default)]
+    pub sse_streams: u64,
+    /// Messages clients published (WebSocket frames, `POST /send`).
+    #[serde(default)]
+    pub client_messages: u64,
     /// Newest sequence number per topic.
     pub heads: BTreeMap<String, u64>,
 }
@@ -96,6 +109,8 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<ServerStat
         max_publish_lag_ns: state.publisher.max_lag_ns.load(Ordering::Relaxed),
         websocket_connections: state.gauges.websockets.load(Ordering::Relaxed),
         polls_in_progress: state.gauges.polls.load(Ordering::Relaxed),
+        sse_streams: state.gauges.sse_streams.load(Ordering::Relaxed),
+        client_messages: state.gauges.client_messages.load(Ordering::Relaxed),
         heads: state.hub.heads(),
     })
 }

@@ -7,6 +7,8 @@
 
 mod admin;
 mod long_poll;
+mod send;
+mod sse;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -15,8 +17,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::TlsAcceptor;
 
 pub use admin::{PublishPlan, PublisherState, ServerStats};
 
@@ -73,6 +79,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ws", get(websocket::upgrade))
         .route("/lp", get(long_poll::poll))
+        .route("/sse", get(sse::stream))
+        .route("/send", post(send::post))
         .route("/_pushbench/publish", post(admin::publish))
         .route("/_pushbench/stats", get(admin::stats))
         .with_state(state)
@@ -92,17 +100,69 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Serves until `shutdown` completes. Every accepted socket gets
-/// TCP_NODELAY: small pushed events must not wait for Nagle's algorithm.
+/// Concurrent HTTP/2 streams per connection. Long polls over HTTP/2 hold
+/// a stream each for the whole hold time, so a connection shared by many
+/// clients needs far more than the usual 100-250.
+pub const MAX_CONCURRENT_STREAMS: u32 = 20_000;
+
+/// How long shutdown waits for open connections (SSE streams, held polls)
+/// before it lets them drop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves HTTP/1.1 and HTTP/2 (cleartext with prior knowledge, or ALPN
+/// over TLS when `tls` is given) until `shutdown` completes.
+///
+/// Every accepted socket gets TCP_NODELAY: small pushed events must not
+/// wait for Nagle's algorithm. HTTP/2 allows [`MAX_CONCURRENT_STREAMS`] and
+/// extended CONNECT, so a WebSocket may also run over an HTTP/2 stream.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let service = TowerToHyperService::new(app(state));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .enable_connect_protocol();
+    let builder = Arc::new(builder);
+    let tls = tls.map(TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                // Out of file descriptors or similar: back off, keep serving.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+        let (builder, service, tls) = (builder.clone(), service.clone(), tls.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 
-use super::AppState;
+use super::{AppState, send};
 use crate::codec::{self, ClientMessage, Encoding, ServerMessage};
 use crate::hub::{Drained, Subscriber};
 
@@ -60,6 +60,12 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
             Ok(ClientMessage::Subscribe(_)) => {
                 let _ = tx
                     .send(close(close_code::POLICY, "subscribe names no topic"))
+                    .await;
+                return;
+            }
+            Ok(ClientMessage::Publish { .. }) => {
+                let _ = tx
+                    .send(close(close_code::POLICY, "subscribe before publishing"))
                     .await;
                 return;
             }
@@ -151,8 +157,21 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
                 Some(Ok(Message::Pong(_))) => unanswered_pings = 0,
                 Some(Ok(Message::Ping(_))) => {} // answered by the WebSocket layer
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(Message::Text(_) | Message::Binary(_))) => {
-                    let _ = tx.send(close(close_code::UNSUPPORTED, "only one subscribe message per connection")).await;
+                Some(Ok(Message::Text(text))) => {
+                    let accepted = ClientMessage::from_json(&text)
+                        .map_err(|e| send::Refused::Malformed(e.to_string()))
+                        .and_then(|m| send::accept(&state, m));
+                    if let Err(e) = accepted {
+                        let code = match e {
+                            send::Refused::Malformed(_) => close_code::INVALID,
+                            _ => close_code::POLICY,
+                        };
+                        let _ = tx.send(close(code, &e.to_string())).await;
+                        return;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let _ = tx.send(close(close_code::UNSUPPORTED, "send client messages as text")).await;
                     return;
                 }
             },

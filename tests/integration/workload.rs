@@ -1,27 +1,109 @@
-//! Small workloads over every transport, measured by the real generator.
+//! Small workloads over every transport, measured by the real generator:
+//! one parametrised set, run for every transport the case applies to.
+
+use std::time::Duration;
 
 use pushbench::codec::Encoding;
-use pushbench::runner::{self, Ending};
+use pushbench::runner::{self, Ending, RunOutcome};
 use pushbench::scenario::TransportKind;
 use pushbench::server_process::ServerLaunch;
+use pushbench::tls::SelfSigned;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{parse, start_server, tiny_scenario};
+use crate::util::{CuttingProxy, parse, start_server, start_server_with, tiny_scenario};
 
-async fn check_every_transport(encoding: Encoding) {
-    let (addr, _state) = start_server(encoding).await;
-    let names = TransportKind::ALL.map(|t| format!("\"{t}\"")).join(",");
-    let scenario = parse(&tiny_scenario(&names, encoding.as_str()));
-    let launch = ServerLaunch::Existing { addr, pid: None };
-    let outcome = runner::run_scenario(
+/// What varies between the cases; the checks are the same for all.
+#[derive(Default)]
+struct Case {
+    binary: bool,
+    tls: bool,
+    /// Chat lines and echo requests from every client.
+    client_messages: bool,
+    /// Cut every connection at this interval.
+    cut_after: Option<Duration>,
+}
+
+const CLIENTS: u64 = 40;
+
+fn transports(case: &Case) -> Vec<TransportKind> {
+    let encoding = if case.binary {
+        Encoding::Binary
+    } else {
+        Encoding::Json
+    };
+    TransportKind::ALL
+        .into_iter()
+        .filter(|t| t.carries(encoding))
+        .collect()
+}
+
+async fn run(case: &Case) -> RunOutcome {
+    let encoding = if case.binary {
+        Encoding::Binary
+    } else {
+        Encoding::Json
+    };
+    let cert = case.tls.then(|| SelfSigned::generate().unwrap());
+    let (server_addr, _state) = start_server_with(encoding, cert.as_ref()).await;
+    let proxy = match case.cut_after {
+        Some(_) => Some(CuttingProxy::start(server_addr).await),
+        None => None,
+    };
+    let addr = proxy.as_ref().map_or(server_addr, |p| p.addr);
+    let names = transports(case)
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut text = tiny_scenario(&names, encoding.as_str());
+    if case.client_messages {
+        text.push_str(
+            "[messages]\nrate_per_client = 4.0\npayload_bytes = 20\n\
+             [echo]\nrate_per_client = 4.0\npayload_bytes = 10\n",
+        );
+    }
+    if case.cut_after.is_some() {
+        text = text.replace("1500ms", "3s");
+    }
+    let mut scenario = parse(&text);
+    scenario.tls = case.tls;
+    let launch = ServerLaunch::Existing {
+        addr,
+        pid: None,
+        tls_cert_pem: cert.as_ref().map(|c| c.cert_pem.clone()),
+    };
+    let interrupt = CancellationToken::new();
+    let run = runner::run_scenario(
         &scenario,
         &launch,
-        &CancellationToken::new(),
+        &interrupt,
         std::sync::Arc::new(pushbench::progress::Silent),
-    )
-    .await;
+    );
+    match (&proxy, case.cut_after) {
+        (Some(proxy), Some(every)) => {
+            // Cut on a fixed cadence, shorter than a transport's measured
+            // window, so every transport is cut while events flow.
+            let cutter = async {
+                loop {
+                    tokio::time::sleep(every).await;
+                    proxy.cut();
+                }
+            };
+            tokio::select! {
+                outcome = run => outcome,
+                () = cutter => unreachable!(),
+            }
+        }
+        _ => run.await,
+    }
+}
+
+/// Every subscribed event arrives exactly once and in order, for every
+/// transport, with latency, bytes and requests accounted.
+fn check_delivery(case: &Case, outcome: &RunOutcome) {
     assert_eq!(outcome.ending, Ending::Complete);
-    assert_eq!(outcome.transports.len(), TransportKind::ALL.len());
+    assert_eq!(outcome.transports.len(), transports(case).len());
+    let expected_first = outcome.transports[0].report.delivery.expected;
     for run in &outcome.transports {
         let t = run.kind;
         let d = run.report.delivery;
@@ -30,10 +112,10 @@ async fn check_every_transport(encoding: Encoding) {
             "{t}: {:?}",
             run.incomplete_reason
         );
-        assert_eq!(run.clients_subscribed, 40, "{t}");
+        assert_eq!(run.clients_subscribed, CLIENTS, "{t}");
         // 400 events/s for 1.5 s over 8 topics, 3 topics per client.
         assert!(
-            d.expected > 40 * 3 * 20,
+            d.expected > CLIENTS * 3 * 20,
             "{t}: only {} expected",
             d.expected
         );
@@ -47,52 +129,132 @@ async fn check_every_transport(encoding: Encoding) {
                 d.missed_reported
             ),
             (0, 0, 0, 0, 0),
-            "{t}"
+            "{t}: {d:?}"
         );
-        // With no warm-up every event is intended inside the window, so
-        // every delivered event has exactly one latency sample.
-        assert_eq!(run.report.latency.len(), d.delivered, "{t}");
-        assert_eq!(run.report.latency_published.len(), d.delivered, "{t}");
-        assert_eq!(
-            run.report.connect.len(),
-            40,
-            "{t}: one connect time per client; errors {:?}",
-            run.report.errors
-        );
-        assert!(run.report.errors.is_empty(), "{t}: {:?}", run.report.errors);
-        // Bytes counted at the socket cover at least every event's payload.
+        if !case.client_messages {
+            // The publisher's schedule is seeded: the same events for all.
+            assert_eq!(d.expected, expected_first, "{t}: same workload");
+        }
         let totals = run.totals;
         assert!(totals.bytes_down > d.delivered * 48, "{t}: {totals:?}");
         assert!(
-            totals.bytes_up > 0 && totals.requests >= 40,
+            totals.bytes_up > 0 && totals.requests >= CLIENTS,
             "{t}: {totals:?}"
         );
-        assert_eq!(totals.connections, 40, "{t}");
         let seconds: u64 = run.intervals.iter().map(|i| i.delivered).sum();
         assert_eq!(seconds, d.delivered, "{t}: timeline adds up");
+        if case.cut_after.is_none() {
+            assert!(run.report.errors.is_empty(), "{t}: {:?}", run.report.errors);
+            // With no warm-up every event is intended inside the window, so
+            // every delivered event has exactly one latency sample.
+            let samples = run.report.latency.len() + run.report.echo_latency.len();
+            assert_eq!(samples, d.delivered, "{t}");
+            assert_eq!(
+                run.report.connect.len(),
+                CLIENTS,
+                "{t}: one connect time per client; errors {:?}",
+                run.report.errors
+            );
+        }
+        match t {
+            // One upgrade per client, then frames only.
+            TransportKind::Websocket if !case.client_messages && case.cut_after.is_none() => {
+                assert_eq!(totals.requests, CLIENTS, "{t}");
+                assert_eq!(totals.connections, CLIENTS, "{t}");
+            }
+            // A new connection per poll.
+            TransportKind::LongPollingClose => {
+                assert!(totals.connections >= totals.requests / 2, "{t}: {totals:?}");
+                assert!(totals.requests > CLIENTS * 2, "{t}: {totals:?}");
+            }
+            // 40 clients share one connection per worker (100 per connection).
+            TransportKind::LongPollingH2 if case.cut_after.is_none() => {
+                assert_eq!(totals.connections, 2, "{t}: {totals:?}");
+            }
+            TransportKind::LongPolling | TransportKind::ShortPolling => {
+                assert!(totals.requests > CLIENTS * 2, "{t}: {totals:?}");
+            }
+            _ => {}
+        }
     }
-    let [ws, lp] = [&outcome.transports[0], &outcome.transports[1]];
-    assert_eq!(
-        ws.report.delivery.expected, lp.report.delivery.expected,
-        "same workload for every transport"
-    );
-    // Long polling pays for a request per answer; WebSocket only for its upgrade.
-    assert_eq!(ws.totals.requests, 40);
-    assert!(
-        lp.totals.requests > lp.report.delivery.delivered / 10,
-        "{:?}",
-        lp.totals
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transport_delivers_every_event_once_in_order_json() {
-    check_every_transport(Encoding::Json).await;
+    let case = Case::default();
+    check_delivery(&case, &run(&case).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transport_delivers_every_event_once_in_order_binary() {
-    check_every_transport(Encoding::Binary).await;
+    let case = Case {
+        binary: true,
+        ..Case::default()
+    };
+    check_delivery(&case, &run(&case).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_works_over_tls_with_the_generated_certificate() {
+    let case = Case {
+        tls: true,
+        ..Case::default()
+    };
+    check_delivery(&case, &run(&case).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_resumes_after_a_forced_disconnect_without_loss() {
+    let case = Case {
+        cut_after: Some(Duration::from_millis(1500)),
+        ..Case::default()
+    };
+    let outcome = run(&case).await;
+    check_delivery(&case, &outcome);
+    for run in &outcome.transports {
+        let t = run.kind;
+        // The cut happened (errors, reconnects) and nothing was lost: the
+        // clients resumed from their cursors (SSE: Last-Event-ID).
+        assert!(!run.report.errors.is_empty(), "{t}: no connection was cut");
+        if t != TransportKind::LongPollingClose && t != TransportKind::ShortPolling {
+            assert!(
+                run.report.connect.len() > CLIENTS,
+                "{t}: nobody reconnected"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_messages_and_echo_are_counted_and_delivered_on_every_transport() {
+    let case = Case {
+        client_messages: true,
+        ..Case::default()
+    };
+    let outcome = run(&case).await;
+    check_delivery(&case, &outcome);
+    // One server for every transport: its count runs on from one to the next.
+    let mut sent_so_far = 0;
+    for run in &outcome.transports {
+        let t = run.kind;
+        let r = &run.report;
+        sent_so_far += r.sent;
+        // 8 messages/s per client over the 1.5 s send window, 40 clients.
+        assert!(r.sent > CLIENTS * 8, "{t}: only {} sent", r.sent);
+        assert_eq!(r.send_failed, 0, "{t}");
+        let server = run.server_stats.as_ref().expect("server stats");
+        assert_eq!(
+            server.client_messages, sent_so_far,
+            "{t}: the server got every message"
+        );
+        // Every echo request was answered to its sender alone.
+        assert!(
+            r.echo_latency.len() > CLIENTS * 2,
+            "{t}: {}",
+            r.echo_latency.len()
+        );
+        assert!(r.echo_latency.len() < r.sent, "{t}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,11 +262,15 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
     let (addr, _state) = start_server(Encoding::Json).await;
     let scenario =
         parse(&tiny_scenario("\"websocket\", \"long_polling\"", "json").replace("1500ms", "60s"));
-    let launch = ServerLaunch::Existing { addr, pid: None };
+    let launch = ServerLaunch::Existing {
+        addr,
+        pid: None,
+        tls_cert_pem: None,
+    };
     let interrupt = CancellationToken::new();
     let stopper = interrupt.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         stopper.cancel();
     });
     let outcome = runner::run_scenario(

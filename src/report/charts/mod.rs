@@ -50,7 +50,11 @@ pub fn register_font() {
 pub fn colour(kind: TransportKind) -> RGBColor {
     match kind {
         TransportKind::Websocket => RGBColor(31, 119, 180),
+        TransportKind::Sse => RGBColor(44, 160, 44),
         TransportKind::LongPolling => RGBColor(214, 39, 40),
+        TransportKind::LongPollingClose => RGBColor(255, 127, 14),
+        TransportKind::LongPollingH2 => RGBColor(148, 103, 189),
+        TransportKind::ShortPolling => RGBColor(140, 86, 75),
     }
 }
 

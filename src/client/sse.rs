@@ -1,0 +1,106 @@
+//! Server-sent events client (what a browser's EventSource does): one
+//! kept-alive HTTP/1.1 request whose `text/event-stream` answer stays open.
+//!
+//! After a reconnect it sends `Last-Event-ID`. The server's ids are the
+//! stream's whole cursor (docs/protocol.md), so the last id an EventSource
+//! would hold is exactly the client's cursor, which is what is sent.
+
+use std::sync::atomic::Ordering;
+
+use ::http::{HeaderValue, Request, header};
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+
+use super::http::{self, Body, Http1Sender};
+use super::{Alpn, ClientError, Cursor, Dial, Framing, Received, Transport};
+use crate::codec::{self, sse};
+
+pub struct SseClient {
+    body: Incoming,
+    buf: BytesMut,
+    /// Holds the connection open for the life of the stream.
+    _sender: SendRequest<Body>,
+}
+
+impl Transport for SseClient {
+    type Shared = ();
+    type Sender = Http1Sender;
+
+    async fn connect(
+        dial: &Dial<'_>,
+        _shared: &(),
+        cursor: &impl Cursor,
+    ) -> Result<(Self, Received), ClientError> {
+        let mut sender = http::handshake_h1(dial.open(Alpn::Http1).await?).await?;
+        let mut path = String::from("/sse?subs=");
+        codec::format_cursor(cursor.entries().map(|(t, _)| (t, None)), &mut path);
+        let mut request = Request::get(path)
+            .header(header::HOST, http::host(dial))
+            .header(header::ACCEPT, "text/event-stream");
+        if cursor.entries().any(|(_, c)| c.is_some()) {
+            let mut last_id = String::new();
+            codec::format_cursor(cursor.entries(), &mut last_id);
+            let value = HeaderValue::from_str(&last_id)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            request = request.header("last-event-id", value);
+        }
+        let request = request
+            .body(Body::default())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        dial.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ClientError::Io(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(ClientError::Status(response.status().as_u16()));
+        }
+        let mut client = SseClient {
+            body: response.into_body(),
+            buf: BytesMut::with_capacity(4096),
+            _sender: sender,
+        };
+        let first = client.recv(cursor).await?;
+        Ok((client, first))
+    }
+
+    async fn recv(&mut self, _cursor: &impl Cursor) -> Result<Received, ClientError> {
+        loop {
+            let decoded = sse::decode_block(&self.buf)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                .map(|(dispatch, used)| match dispatch {
+                    sse::Dispatch::Event(event) => {
+                        (Some(Bytes::copy_from_slice(event.data.as_bytes())), used)
+                    }
+                    // Heartbeat comments.
+                    sse::Dispatch::Nothing { .. } => (None, used),
+                });
+            match decoded {
+                Some((data, used)) => {
+                    self.buf.advance(used);
+                    if let Some(body) = data {
+                        return Ok(Received {
+                            body,
+                            framing: Framing::Single,
+                        });
+                    }
+                }
+                None => match self.body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.buf.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(e)) => return Err(ClientError::Io(e.to_string())),
+                    None => return Err(ClientError::Closed(None)),
+                },
+            }
+        }
+    }
+
+    fn sender(&self, dial: &Dial<'_>) -> Http1Sender {
+        Http1Sender::new(dial, false)
+    }
+}

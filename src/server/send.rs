@@ -1,0 +1,65 @@
+//! Client-to-server messages: `POST /send` for the HTTP transports, and the
+//! same [`ClientMessage::Publish`] as a text frame over a WebSocket. Either
+//! way the message is published into the hub like any other event, so its
+//! delivery is tracked (exactly once, in order) and timed the same way.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::AppState;
+use crate::codec::{self, ClientMessage};
+
+/// Why a client message was refused; the text is sent back to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("bad message: {0}")]
+    Malformed(String),
+    #[error("invalid topic name {0:?}: 1 to 64 of A-Z a-z 0-9 _ - .")]
+    Topic(String),
+    #[error("send a publish message here, not {0}")]
+    Unexpected(&'static str),
+}
+
+/// Publishes one client message. Returns the sequence number it got.
+pub fn accept(state: &AppState, message: ClientMessage) -> Result<u64, Refused> {
+    match message {
+        ClientMessage::Publish {
+            topic,
+            intended_ns,
+            payload,
+        } => {
+            if !codec::is_valid_topic(&topic) {
+                return Err(Refused::Topic(topic));
+            }
+            let seq = state
+                .hub
+                .publish(&state.hub.topic(&topic), intended_ns, payload.as_bytes());
+            state.gauges.client_message();
+            Ok(seq)
+        }
+        ClientMessage::Subscribe(_) => Err(Refused::Unexpected("a subscription")),
+    }
+}
+
+/// `POST /send` with a JSON [`ClientMessage::Publish`]: 204 once published,
+/// 400 with the reason otherwise.
+pub async fn post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let message = std::str::from_utf8(&body)
+        .map_err(|_| Refused::Malformed("not UTF-8".into()))
+        .and_then(|text| {
+            ClientMessage::from_json(text).map_err(|e| Refused::Malformed(e.to_string()))
+        });
+    match message.and_then(|m| accept(&state, m)) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, "no-store")],
+            format!("{e}\n"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,172 @@
+//! Server-sent events route: `GET /sse?subs=A,B` answers with a
+//! `text/event-stream` that stays open.
+//!
+//! The first block answers the subscription (`event: subscribed`); each
+//! event follows as one block whose data is the JSON event. A client may
+//! subscribe to several topics, so an event's `id:` is the stream's whole
+//! cursor after it (`A:5,B:9`), not one sequence number: that is what an
+//! EventSource keeps and sends back as `Last-Event-ID` when it reconnects,
+//! and the server resumes every topic from it. For a one-topic stream the
+//! id is simply `A:5`. Heartbeat comments keep idle streams alive through
+//! proxies and let both ends notice a dead connection.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::codec::{self, Encoding, ServerMessage, sse};
+use crate::hub::{Drained, Subscriber};
+
+/// Events written per chunk, so one busy stream does not hog its task.
+const DRAIN_CHUNK: usize = 256;
+
+#[derive(Deserialize)]
+pub struct StreamParams {
+    subs: Option<String>,
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CACHE_CONTROL, "no-store")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if state.hub.encoding() != Encoding::Json {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "server-sent events carry text: start the server with --encoding json\n",
+        )
+            .into_response();
+    }
+    let Ok(Query(params)) = params else {
+        return bad_request("malformed query: expected subs=TOPIC,...".into());
+    };
+    let Some(subs) = params.subs else {
+        return bad_request("missing subs=TOPIC,...".into());
+    };
+    let mut entries = match codec::parse_cursor(&subs) {
+        Ok(e) => e,
+        Err(e) => return bad_request(e),
+    };
+    // Last-Event-ID overrides the query's cursors topic by topic; topics it
+    // names that the query does not are ignored (the query is the subscription).
+    if let Some(last) = headers.get("last-event-id") {
+        let resume = match last.to_str().map_err(|e| e.to_string()).and_then(|s| {
+            if s.is_empty() {
+                Ok(Vec::new())
+            } else {
+                codec::parse_cursor(s)
+            }
+        }) {
+            Ok(r) => r,
+            Err(e) => return bad_request(format!("bad Last-Event-ID: {e}")),
+        };
+        for (topic, cursor) in resume {
+            if let Some(entry) = entries.iter_mut().find(|(t, _)| *t == topic) {
+                entry.1 = cursor.or(entry.1);
+            }
+        }
+    }
+    let (sub, _started) = match Subscriber::new(&state.hub, &entries) {
+        Ok(ok) => ok,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    let mut first = BytesMut::new();
+    let heads = sub.cursors().map(|(t, c)| (t.into(), c)).collect();
+    let mut json = BytesMut::new();
+    codec::encode(Encoding::Json, &ServerMessage::Subscribed(heads), &mut json)
+        .expect("heads encode");
+    let id = cursor_id(&sub);
+    sse::encode_event(
+        Some(&id),
+        Some("subscribed"),
+        std::str::from_utf8(&json).expect("JSON is UTF-8"),
+        &mut first,
+    )
+    .expect("cursor ids have no line breaks");
+
+    let gauge = state.gauges.sse();
+    let heartbeat = state.config.heartbeat;
+    let stream = futures_util::stream::unfold(
+        (sub, Some(first.freeze()), gauge, false),
+        move |(mut sub, first, gauge, mut more)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<Bytes, std::io::Error>(first), (sub, None, gauge, true)));
+            }
+            loop {
+                if !more {
+                    tokio::select! {
+                        () = sub.changed() => {}
+                        () = tokio::time::sleep(heartbeat) => {
+                            let mut out = BytesMut::new();
+                            sse::encode_comment("heartbeat", &mut out);
+                            return Some((Ok(out.freeze()), (sub, None, gauge, false)));
+                        }
+                    }
+                }
+                let out = drain_blocks(&mut sub, &mut more);
+                if !out.is_empty() {
+                    return Some((Ok(out.freeze()), (sub, None, gauge, more)));
+                }
+            }
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+        .body(Body::from_stream(stream))
+        .expect("static headers are valid")
+}
+
+/// Every event after the cursors (up to a chunk), one block each, with the
+/// stream's cursor after that event as its id.
+fn drain_blocks(sub: &mut Subscriber, more: &mut bool) -> BytesMut {
+    let mut cursors: Vec<(Arc<str>, u64)> = sub.cursors().map(|(t, c)| (t.into(), c)).collect();
+    let mut drained = Vec::new();
+    *more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| drained.push(d));
+    let mut out = BytesMut::new();
+    let mut id = String::new();
+    for d in drained {
+        let (topic, seq, data) = match d {
+            Drained::Event(e) => (e.topic, e.seq, e.bytes),
+            Drained::Missed { topic, first, last } => {
+                let mut buf = BytesMut::new();
+                let notice = ServerMessage::Missed {
+                    topic: topic.as_ref().into(),
+                    first,
+                    last,
+                };
+                codec::encode(Encoding::Json, &notice, &mut buf).expect("notice encodes");
+                (topic, last, buf.freeze())
+            }
+        };
+        if let Some(entry) = cursors.iter_mut().find(|(t, _)| *t == topic) {
+            entry.1 = seq;
+        }
+        id.clear();
+        codec::format_cursor(cursors.iter().map(|(t, c)| (t.as_ref(), Some(*c))), &mut id);
+        let data = std::str::from_utf8(&data).expect("JSON is UTF-8");
+        sse::encode_event(Some(&id), None, data, &mut out).expect("cursor ids have no line breaks");
+    }
+    out
+}
+
+fn cursor_id(sub: &Subscriber) -> String {
+    let mut id = String::new();
+    codec::format_cursor(sub.cursors().map(|(t, c)| (t, Some(c))), &mut id);
+    id
+}
