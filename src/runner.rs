@@ -460,7 +460,7 @@ async fn drive_phases(
     let stats = loop {
         let stats = server.stats().await?;
         let settled =
-            stats.publisher == PublisherState::Done && control.sends_in_flight.load(Relaxed) == 0;
+            stats.publisher == PublisherState::Done && control.sending_clients.load(Relaxed) == 0;
         if settled || clock::now_ns() >= drain_end {
             break stats;
         }

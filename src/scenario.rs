@@ -33,6 +33,9 @@ use crate::schedule::Arrival;
 pub enum TransportKind {
     /// One WebSocket per client; the server pushes each event as a frame.
     Websocket,
+    /// WebSockets over HTTP/2 (RFC 8441 extended CONNECT): one stream per
+    /// client, many clients per connection.
+    WebsocketH2,
     /// Server-sent events (EventSource): one `text/event-stream` response
     /// per client, resumed with `Last-Event-ID` after a reconnect.
     Sse,
@@ -49,8 +52,9 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
-    pub const ALL: [TransportKind; 6] = [
+    pub const ALL: [TransportKind; 7] = [
         TransportKind::Websocket,
+        TransportKind::WebsocketH2,
         TransportKind::Sse,
         TransportKind::LongPolling,
         TransportKind::LongPollingClose,
@@ -61,6 +65,7 @@ impl TransportKind {
     pub fn name(self) -> &'static str {
         match self {
             TransportKind::Websocket => "websocket",
+            TransportKind::WebsocketH2 => "websocket_h2",
             TransportKind::Sse => "sse",
             TransportKind::LongPolling => "long_polling",
             TransportKind::LongPollingClose => "long_polling_close",
@@ -77,7 +82,10 @@ impl TransportKind {
     /// Whether clients share connections (so connection counts and memory
     /// per connection mean something else).
     pub fn multiplexed(self) -> bool {
-        self == TransportKind::LongPollingH2
+        matches!(
+            self,
+            TransportKind::LongPollingH2 | TransportKind::WebsocketH2
+        )
     }
 }
 
@@ -961,7 +969,7 @@ drain = "2s"
         let e = error(&GOOD.replace(r#"["websocket", "long_polling"]"#, "[]"));
         assert!(
             e.contains(
-                "transports: no transports listed: name one or more of websocket, sse, long_polling, long_polling_close, long_polling_h2, short_polling"
+                "transports: no transports listed: name one or more of websocket, websocket_h2, sse, long_polling, long_polling_close, long_polling_h2, short_polling"
             ),
             "{e}"
         );

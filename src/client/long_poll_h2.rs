@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use ::http::{Request, header};
 use hyper::client::conn::http2::{self, SendRequest};
@@ -19,6 +20,9 @@ use super::http::{self, Body};
 use super::{
     Alpn, ClientError, Cursor, Dial, Framing, MessageSender, OwnedDial, Received, Transport,
 };
+
+/// How long a new connection may take to allow extended CONNECT.
+const SETTINGS_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Slot = Rc<tokio::sync::Mutex<Option<SendRequest<Body>>>>;
 
@@ -30,7 +34,15 @@ pub struct H2Pool {
 }
 
 impl H2Pool {
-    async fn sender(&self, dial: &Dial<'_>) -> Result<SendRequest<Body>, ClientError> {
+    /// The shared connection of the client at `dial.index`, opened if it
+    /// has none yet or it closed. With `extended_connect`, a new connection
+    /// is handed out only once the server has allowed extended CONNECT
+    /// (RFC 8441) in its SETTINGS, which arrive after the handshake.
+    pub(super) async fn sender(
+        &self,
+        dial: &Dial<'_>,
+        extended_connect: bool,
+    ) -> Result<SendRequest<Body>, ClientError> {
         let index = dial.index / dial.target.clients_per_connection.max(1) as usize;
         let slot = {
             let mut slots = self.slots.borrow_mut();
@@ -48,6 +60,22 @@ impl H2Pool {
         let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(conn))
             .await
             .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        let mut connection = Box::pin(connection);
+        if extended_connect {
+            let deadline = tokio::time::Instant::now() + SETTINGS_TIMEOUT;
+            while !connection.is_extended_connect_protocol_enabled() {
+                tokio::select! {
+                    _ = &mut connection => return Err(ClientError::Closed(None)),
+                    () = tokio::time::sleep(Duration::from_millis(1)) => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClientError::Handshake(
+                        "the server does not allow WebSocket over HTTP/2 (no extended CONNECT)"
+                            .into(),
+                    ));
+                }
+            }
+        }
         tokio::task::spawn_local(connection);
         *held = Some(sender.clone());
         Ok(sender)
@@ -56,7 +84,7 @@ impl H2Pool {
 
 /// `scheme://addr` for absolute request URIs (HTTP/2 carries them as
 /// `:scheme` and `:authority`).
-fn origin(dial: &Dial<'_>) -> String {
+pub(super) fn origin(dial: &Dial<'_>) -> String {
     let scheme = if dial.target.tls.is_some() {
         "https"
     } else {
@@ -83,7 +111,7 @@ impl Transport for LongPollH2Client {
         cursor: &impl Cursor,
     ) -> Result<(Self, Received), ClientError> {
         let mut client = LongPollH2Client {
-            sender: pool.sender(dial).await?,
+            sender: pool.sender(dial, false).await?,
             dial: dial.to_owned(),
             origin: origin(dial),
             path: String::new(),

@@ -15,6 +15,7 @@ mod long_poll_h2;
 mod short_poll;
 mod sse;
 mod websocket;
+mod websocket_h2;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,7 @@ pub use long_poll_h2::{H2Pool, LongPollH2Client};
 pub use short_poll::ShortPollClient;
 pub use sse::SseClient;
 pub use websocket::WebSocketClient;
+pub use websocket_h2::WebSocketH2Client;
 
 use crate::codec::Encoding;
 

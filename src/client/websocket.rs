@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::lock::Mutex;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -15,15 +16,17 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::{Alpn, ClientError, Conn, Cursor, Dial, Framing, MessageSender, Received, Transport};
 use crate::codec::ClientMessage;
 
-type Sink = Rc<Mutex<SplitSink<WebSocketStream<Conn>, Message>>>;
+type Sink<S> = Rc<Mutex<SplitSink<WebSocketStream<S>, Message>>>;
 
-pub struct WebSocketClient {
-    rx: SplitStream<WebSocketStream<Conn>>,
-    tx: Sink,
+/// A WebSocket client over any byte stream `S`: a TCP or TLS connection of
+/// its own, or an HTTP/2 stream (`websocket_h2`).
+pub struct WebSocketClient<S = Conn> {
+    rx: SplitStream<WebSocketStream<S>>,
+    tx: Sink<S>,
 }
 
 /// Small buffers, as on the server: thousands of clients share one process.
-fn config() -> WebSocketConfig {
+pub(super) fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
@@ -51,6 +54,24 @@ impl Transport for WebSocketClient {
             tokio_tungstenite::client_async_with_config(url, stream, Some(config()))
                 .await
                 .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        WebSocketClient::subscribe(ws, cursor).await
+    }
+
+    async fn recv(&mut self, cursor: &impl Cursor) -> Result<Received, ClientError> {
+        self.next_message(cursor).await
+    }
+
+    fn sender(&self, _dial: &Dial<'_>) -> WebSocketSender {
+        self.message_sender()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketClient<S> {
+    /// Sends the subscription on an open WebSocket and waits for its answer.
+    pub(super) async fn subscribe(
+        ws: WebSocketStream<S>,
+        cursor: &impl Cursor,
+    ) -> Result<(Self, Received), ClientError> {
         let (mut tx, rx) = ws.split();
         let subscribe =
             ClientMessage::Subscribe(cursor.entries().map(|(t, c)| (t.to_string(), c)).collect());
@@ -61,11 +82,14 @@ impl Transport for WebSocketClient {
             rx,
             tx: Rc::new(Mutex::new(tx)),
         };
-        let first = client.recv(cursor).await?;
+        let first = client.next_message(cursor).await?;
         Ok((client, first))
     }
 
-    async fn recv(&mut self, _cursor: &impl Cursor) -> Result<Received, ClientError> {
+    pub(super) async fn next_message(
+        &mut self,
+        _cursor: &impl Cursor,
+    ) -> Result<Received, ClientError> {
         loop {
             let body: Bytes = match self.rx.next().await {
                 Some(Ok(Message::Text(text))) => text.into(),
@@ -85,15 +109,15 @@ impl Transport for WebSocketClient {
         }
     }
 
-    fn sender(&self, _dial: &Dial<'_>) -> WebSocketSender {
+    pub(super) fn message_sender(&self) -> WebSocketSender<S> {
         WebSocketSender(self.tx.clone())
     }
 }
 
 /// Text frames on the client's WebSocket.
-pub struct WebSocketSender(Sink);
+pub struct WebSocketSender<S = Conn>(Sink<S>);
 
-impl MessageSender for WebSocketSender {
+impl<S: AsyncRead + AsyncWrite + Unpin> MessageSender for WebSocketSender<S> {
     async fn send(&mut self, message: String) -> Result<(), ClientError> {
         self.0
             .lock()

@@ -354,6 +354,7 @@ impl Due {
 /// shows it.
 async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot: SenderSlot<S>) {
     let control = ctx.control.clone();
+    let _sending = Active::new(&control.sending_clients);
     let (start, end) = control.send_window().await;
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut schedules: Vec<Due> = Vec::new();
@@ -392,10 +393,7 @@ async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot:
             ctx.report.borrow_mut().send_failed += 1;
             continue;
         };
-        let result = {
-            let _in_flight = InFlight::new(&control.sends_in_flight);
-            sender.send(message).await
-        };
+        let result = sender.send(message).await;
         match result {
             Ok(()) => {
                 ctx.report.borrow_mut().sent += 1;
@@ -410,18 +408,18 @@ async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot:
     }
 }
 
-/// Counts a send as in flight until it ends, however it ends (the task may
-/// be dropped mid-send when the run stops).
-struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+/// Counts a send loop as active until it ends, however it ends (the task
+/// may be dropped mid-send when the run stops).
+struct Active<'a>(&'a std::sync::atomic::AtomicU64);
 
-impl<'a> InFlight<'a> {
+impl<'a> Active<'a> {
     fn new(counter: &'a std::sync::atomic::AtomicU64) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter)
+        Active(counter)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }

@@ -52,9 +52,9 @@ pub struct Control {
     /// When clients send their messages: [start, end) on the monotonic
     /// clock, the same span as the server's publishing. Unset until fixed.
     send_window: watch::Sender<Option<(u64, u64)>>,
-    /// Client messages sent and not yet answered: the final heads are read
-    /// only once these have landed.
-    pub sends_in_flight: AtomicU64,
+    /// Clients whose send loop has not ended (its last message may still be
+    /// on its way): the final heads are read only once this is zero.
+    pub sending_clients: AtomicU64,
 }
 
 impl Control {
@@ -69,7 +69,7 @@ impl Control {
             connected: AtomicU64::new(0),
             complete: AtomicU64::new(0),
             send_window: watch::Sender::new(None),
-            sends_in_flight: AtomicU64::new(0),
+            sending_clients: AtomicU64::new(0),
         })
     }
 

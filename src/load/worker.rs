@@ -12,7 +12,7 @@ use super::client_loop::{WorkerCtx, run_client};
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
     CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient,
-    SocketCounters, SseClient, Target, Transport, WebSocketClient,
+    SocketCounters, SseClient, Target, Transport, WebSocketClient, WebSocketH2Client,
 };
 use crate::clock;
 use crate::scenario::ClientSends;
@@ -75,6 +75,7 @@ async fn run(
 ) -> WorkerReport {
     match kind {
         TransportKind::Websocket => run_all::<WebSocketClient>(clients, ctx, intervals).await,
+        TransportKind::WebsocketH2 => run_all::<WebSocketH2Client>(clients, ctx, intervals).await,
         TransportKind::Sse => run_all::<SseClient>(clients, ctx, intervals).await,
         TransportKind::LongPolling => run_all::<LongPollClient>(clients, ctx, intervals).await,
         TransportKind::LongPollingClose => {

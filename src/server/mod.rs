@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -77,7 +77,8 @@ impl AppState {
 /// Every route of the server.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/ws", get(websocket::upgrade))
+        // `any`: HTTP/1.1 upgrades with GET, HTTP/2 with extended CONNECT.
+        .route("/ws", any(websocket::upgrade))
         .route("/lp", get(long_poll::poll))
         .route("/sse", get(sse::stream))
         .route("/send", post(send::post))

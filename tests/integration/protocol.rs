@@ -132,3 +132,159 @@ async fn websocket_closes_bad_subscriptions_with_the_right_code() {
     }
     assert_eq!(seqs, vec![2, 3, 4]);
 }
+
+/// Reads an SSE stream until `blocks` blocks (heartbeats included) arrived.
+async fn sse_blocks(mut response: reqwest::Response, blocks: usize) -> Vec<String> {
+    let mut text = String::new();
+    while text.matches("\n\n").count() < blocks {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), response.chunk())
+            .await
+            .expect("the stream goes quiet")
+            .unwrap()
+            .expect("the stream ended");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text.split("\n\n")
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn sse_ids_carry_the_cursor_and_last_event_id_resumes_every_topic() {
+    let (addr, state) = start_server(Encoding::Json).await;
+    let (a, b) = (state.hub.topic("A"), state.hub.topic("B"));
+    state.hub.publish(&a, 1, b"a1");
+    let url = format!("http://{addr}/sse?subs=A,B");
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let publisher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            state.hub.publish(&b, 2, b"b1");
+            state.hub.publish(&a, 3, b"a2");
+        })
+    };
+    let blocks = sse_blocks(response, 3).await;
+    publisher.await.unwrap();
+    assert!(
+        blocks[0].starts_with("id: A:1,B:0\nevent: subscribed\ndata: "),
+        "{}",
+        blocks[0]
+    );
+    assert!(
+        blocks[1].starts_with("id: A:1,B:1\ndata: "),
+        "{}",
+        blocks[1]
+    );
+    assert!(
+        blocks[2].starts_with("id: A:2,B:1\ndata: "),
+        "{}",
+        blocks[2]
+    );
+    let data = blocks[2].split_once("data: ").unwrap().1;
+    let ServerMessage::Event(e) = codec::decode_json(data.as_bytes()).unwrap() else {
+        panic!("not an event: {data}")
+    };
+    assert_eq!(
+        (e.topic.as_ref(), e.seq, e.payload.as_ref()),
+        ("A", 2, &b"a2"[..])
+    );
+
+    // Reconnect after A:1,B:0: both topics resume where the id says.
+    let resumed = reqwest::Client::new()
+        .get(&url)
+        .header("last-event-id", "A:1,B:0")
+        .send()
+        .await
+        .unwrap();
+    let blocks = sse_blocks(resumed, 3).await;
+    assert!(
+        blocks[0].starts_with("id: A:1,B:0\nevent: subscribed"),
+        "{}",
+        blocks[0]
+    );
+    let seqs: Vec<&str> = blocks[1..]
+        .iter()
+        .map(|b| b.lines().next().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 2);
+    assert!(
+        seqs.contains(&"id: A:1,B:1") || seqs.contains(&"id: A:2,B:0"),
+        "{seqs:?}"
+    );
+    assert!(seqs.contains(&"id: A:2,B:1"), "{seqs:?}");
+}
+
+#[tokio::test]
+async fn sse_sends_heartbeats_and_rejects_bad_requests() {
+    let (addr, _state) = start_server(Encoding::Json).await;
+    // The test server's heartbeat is the default (15 s); one comes sooner
+    // from a server started with a short one.
+    for (query, header, expect) in [
+        ("/sse", None, "missing subs"),
+        ("/sse?subs=bad%20name", None, "invalid topic"),
+        ("/sse?subs=A", Some("A:x"), "bad Last-Event-ID"),
+        ("/sse?subs=A", Some("A:5"), "ahead of its newest event"),
+    ] {
+        let mut request = reqwest::Client::new().get(format!("http://{addr}{query}"));
+        if let Some(h) = header {
+            request = request.header("last-event-id", h);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{query} {header:?}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(expect), "{query}: {body}");
+    }
+    let (binary_addr, _) = start_server(Encoding::Binary).await;
+    let r = reqwest::get(format!("http://{binary_addr}/sse?subs=A"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+
+    let listener = pushbench::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = pushbench::server::AppState::new(pushbench::server::ServerConfig {
+        heartbeat: std::time::Duration::from_millis(50),
+        ..Default::default()
+    });
+    tokio::spawn(pushbench::server::serve(
+        listener,
+        state,
+        None,
+        std::future::pending(),
+    ));
+    let r = reqwest::get(format!("http://{addr}/sse?subs=A"))
+        .await
+        .unwrap();
+    let blocks = sse_blocks(r, 2).await;
+    assert_eq!(blocks[1], ": heartbeat");
+}
+
+#[tokio::test]
+async fn send_publishes_client_messages_and_rejects_bad_ones() {
+    let (addr, state) = start_server(Encoding::Json).await;
+    let client = reqwest::Client::new();
+    let post = |body: &'static str| client.post(format!("http://{addr}/send")).body(body).send();
+    let r = post(r#"{"publish":{"topic":"room.1","intended_ns":7,"payload":"hi"}}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(state.hub.heads()["room.1"], 1);
+    for (body, expect) in [
+        ("not json", "bad message"),
+        (
+            r#"{"publish":{"topic":"bad name","intended_ns":7,"payload":""}}"#,
+            "invalid topic",
+        ),
+        (r#"{"subscribe":{"A":null}}"#, "send a publish message here"),
+    ] {
+        let r = post(body).await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(expect), "{body}: {text}");
+    }
+    assert_eq!(state.hub.published(), 1, "nothing else was published");
+}

@@ -168,7 +168,9 @@ fn check_delivery(case: &Case, outcome: &RunOutcome) {
                 assert!(totals.requests > CLIENTS * 2, "{t}: {totals:?}");
             }
             // 40 clients share one connection per worker (100 per connection).
-            TransportKind::LongPollingH2 if case.cut_after.is_none() => {
+            TransportKind::LongPollingH2 | TransportKind::WebsocketH2
+                if case.cut_after.is_none() =>
+            {
                 assert_eq!(totals.connections, 2, "{t}: {totals:?}");
             }
             TransportKind::LongPolling | TransportKind::ShortPolling => {

@@ -50,6 +50,7 @@ pub fn register_font() {
 pub fn colour(kind: TransportKind) -> RGBColor {
     match kind {
         TransportKind::Websocket => RGBColor(31, 119, 180),
+        TransportKind::WebsocketH2 => RGBColor(23, 190, 207),
         TransportKind::Sse => RGBColor(44, 160, 44),
         TransportKind::LongPolling => RGBColor(214, 39, 40),
         TransportKind::LongPollingClose => RGBColor(255, 127, 14),

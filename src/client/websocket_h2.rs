@@ -1,0 +1,69 @@
+//! WebSocket over HTTP/2 (RFC 8441): each client's WebSocket is one
+//! extended-CONNECT stream, and `clients_per_connection` clients share a
+//! TCP (or TLS) connection. Frames, subscription and client messages are
+//! those of the WebSocket transport; only what carries them differs.
+
+use std::sync::atomic::Ordering;
+
+use ::http::{Method, Request};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::http::Body;
+use super::long_poll_h2::origin;
+use super::websocket::{WebSocketSender, config};
+use super::{ClientError, Cursor, Dial, H2Pool, Received, Transport, WebSocketClient};
+
+type Stream = TokioIo<Upgraded>;
+
+pub struct WebSocketH2Client(WebSocketClient<Stream>);
+
+impl Transport for WebSocketH2Client {
+    type Shared = H2Pool;
+    type Sender = WebSocketSender<Stream>;
+
+    async fn connect(
+        dial: &Dial<'_>,
+        pool: &H2Pool,
+        cursor: &impl Cursor,
+    ) -> Result<(Self, Received), ClientError> {
+        let mut sender = pool.sender(dial, true).await?;
+        let request = Request::builder()
+            .method(Method::CONNECT)
+            .uri(format!("{}/ws", origin(dial)))
+            .extension(hyper::ext::Protocol::from_static("websocket"))
+            .header("sec-websocket-version", "13")
+            .body(Body::default())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        sender
+            .ready()
+            .await
+            .map_err(|_| ClientError::Closed(None))?;
+        dial.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let mut response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(ClientError::Status(response.status().as_u16()));
+        }
+        let upgraded = hyper::upgrade::on(&mut response)
+            .await
+            .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config()))
+                .await;
+        let (client, first) = WebSocketClient::subscribe(ws, cursor).await?;
+        Ok((WebSocketH2Client(client), first))
+    }
+
+    async fn recv(&mut self, cursor: &impl Cursor) -> Result<Received, ClientError> {
+        self.0.next_message(cursor).await
+    }
+
+    fn sender(&self, _dial: &Dial<'_>) -> Self::Sender {
+        self.0.message_sender()
+    }
+}
