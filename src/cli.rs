@@ -54,6 +54,9 @@ enum Command {
         /// Plain lines per phase instead of progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Run every transport over TLS, as `tls = true` in the scenario does.
+        #[arg(long)]
+        tls: bool,
     },
     /// Start the bundled server alone, for manual use.
     Serve {
@@ -137,7 +140,8 @@ async fn dispatch(cli: Cli) -> u8 {
             results_dir,
             transports,
             quiet,
-        } => run(&scenario, &results_dir, transports, quiet).await,
+            tls,
+        } => run(&scenario, &results_dir, transports, quiet, tls).await,
         Command::Serve {
             listen,
             encoding,
@@ -317,7 +321,13 @@ fn results_path(root: &Path, name: &str, started_at_utc: &str) -> PathBuf {
     dir
 }
 
-async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, quiet: bool) -> u8 {
+async fn run(
+    path: &Path,
+    results_dir: &Path,
+    transports: Vec<TransportKind>,
+    quiet: bool,
+    tls: bool,
+) -> u8 {
     let mut scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -326,8 +336,20 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, qu
         }
     };
     if !transports.is_empty() {
+        if let Some(t) = transports
+            .iter()
+            .find(|t| !t.carries(scenario.publish.encoding))
+        {
+            eprintln!(
+                "error: {t} carries text only; {} uses publish.encoding = \"{}\"",
+                path.display(),
+                scenario.publish.encoding.as_str()
+            );
+            return exit::BAD_INPUT;
+        }
         scenario.transports = transports;
     }
+    scenario.tls |= tls;
     if let Err(e) = ensure_open_files(
         scenario.open_files_needed(),
         &format!(

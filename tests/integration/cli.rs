@@ -171,3 +171,21 @@ fn compare_exits_0_on_pass_1_on_regression_2_on_bad_input() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("missing.json: cannot read"), "{out}");
 }
+
+#[test]
+fn every_bundled_scenario_is_valid_and_runs_every_transport_it_can() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("scenarios").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = pushbench::scenario::Scenario::load(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!s.transports.is_empty(), "{}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 5,
+        "stock_ticker, chat, gaming, notifications, progress and more"
+    );
+}
