@@ -17,8 +17,10 @@ names = [t["transport"] for t in s["transports"]]
 problems = []
 if not s["complete"]:
     problems.append(f"run incomplete: {s['incomplete_reason']}")
-if sorted(names) != ["long_polling", "websocket"]:
-    problems.append(f"expected both transports, got {names}")
+every = {"websocket", "websocket_h2", "sse", "long_polling", "long_polling_close",
+         "long_polling_h2", "short_polling"}
+if set(names) != every:
+    problems.append(f"expected every transport, got {names}")
 for t in s["transports"]:
     d = t["delivery"]
     if d["expected"] == 0 or d["delivered"] != d["expected"]:
@@ -30,6 +32,11 @@ for t in s["transports"]:
         problems.append(f"{t['transport']}: no latency samples")
     if not t["cost"]["bytes_down"]:
         problems.append(f"{t['transport']}: no bytes counted")
+    m = t.get("client_messages") or {}
+    if not m.get("sent") or m.get("failed") or m.get("received_by_server") != m.get("sent"):
+        problems.append(f"{t['transport']}: client messages {m}")
+    if not (t.get("echo_us") or {}).get("count"):
+        problems.append(f"{t['transport']}: no echo answers")
 if problems:
     print("smoke run FAILED:\n  " + "\n  ".join(problems))
     sys.exit(1)

@@ -3,9 +3,10 @@
 //! knowledge, or `h2` by ALPN over TLS). Client messages go out as further
 //! streams on the same connection.
 //!
-//! A shared connection's bytes and CPU are spread over its clients by
-//! nature of the per-event figures; its connect cost is paid by the first
-//! client that needs it.
+//! Bytes and CPU are per delivered event whatever carries them, so the
+//! figures compare directly with one-connection-per-client transports; a
+//! shared connection's handshake is paid (and timed) by the first client
+//! that needs it.
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -165,8 +165,9 @@ pub struct Received {
 /// Where a client stands: each subscribed topic and the last sequence
 /// number it holds (`None` until the server has answered the subscription).
 ///
-/// Only transports that send it read it (long polling on every poll,
-/// WebSocket once to subscribe), so it costs nothing per WebSocket frame.
+/// Only transports that send it read it (the polling transports on every
+/// poll, WebSocket and SSE once per connection), so it costs nothing per
+/// pushed frame or block.
 pub trait Cursor {
     fn entries(&self) -> impl Iterator<Item = (&str, Option<u64>)>;
 }

@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::send_clock::SendClock;
 use super::tracker::{Arrival, Tracker};
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
@@ -43,6 +44,8 @@ pub(super) struct WorkerCtx {
     /// Client-to-server messages, if the scenario has them.
     pub messages: Option<ClientSends>,
     pub echo: Option<ClientSends>,
+    /// Wakes send loops on time (`None` when the scenario has no sends).
+    pub send_clock: Option<SendClock>,
 }
 
 impl WorkerCtx {
@@ -388,7 +391,10 @@ async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot:
         }
         .to_json();
         due.advance();
-        tokio::time::sleep_until(clock::instant_at(intended_ns)).await;
+        match &ctx.send_clock {
+            Some(send_clock) => send_clock.wait_until(intended_ns).await,
+            None => tokio::time::sleep_until(clock::instant_at(intended_ns)).await,
+        }
         let Some(mut sender) = slot.borrow_mut().take() else {
             ctx.report.borrow_mut().send_failed += 1;
             continue;

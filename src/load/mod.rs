@@ -5,6 +5,7 @@
 //! come).
 
 mod client_loop;
+mod send_clock;
 pub mod tracker;
 mod worker;
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::LocalSet;
 
 use super::client_loop::{WorkerCtx, run_client};
+use super::send_clock::SendClock;
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
     CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient,
@@ -49,6 +50,11 @@ pub fn spawn_worker(
                 .enable_all()
                 .build()
                 .expect("worker runtime");
+            let send_clock = if sends.0.is_some() || sends.1.is_some() {
+                SendClock::start(format!("pushbench-sends-{id}")).ok()
+            } else {
+                None
+            };
             let ctx = Rc::new(WorkerCtx {
                 target,
                 control,
@@ -61,6 +67,7 @@ pub fn spawn_worker(
                 last_counters: Cell::new(CounterSnapshot::default()),
                 messages: sends.0,
                 echo: sends.1,
+                send_clock,
             });
             LocalSet::new().block_on(&rt, run(kind, clients, ctx, intervals))
         })?;

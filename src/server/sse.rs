@@ -99,37 +99,59 @@ pub async fn stream(
     )
     .expect("cursor ids have no line breaks");
 
-    let gauge = state.gauges.sse();
-    let heartbeat = state.config.heartbeat;
-    let stream = futures_util::stream::unfold(
-        (sub, Some(first.freeze()), gauge, false),
-        move |(mut sub, first, gauge, mut more)| async move {
-            if let Some(first) = first {
-                return Some((Ok::<Bytes, std::io::Error>(first), (sub, None, gauge, true)));
-            }
-            loop {
-                if !more {
-                    tokio::select! {
-                        () = sub.changed() => {}
-                        () = tokio::time::sleep(heartbeat) => {
-                            let mut out = BytesMut::new();
-                            sse::encode_comment("heartbeat", &mut out);
-                            return Some((Ok(out.freeze()), (sub, None, gauge, false)));
-                        }
-                    }
-                }
-                let out = drain_blocks(&mut sub, &mut more);
-                if !out.is_empty() {
-                    return Some((Ok(out.freeze()), (sub, None, gauge, more)));
-                }
-            }
-        },
-    );
+    let stream = EventStream {
+        sub,
+        first: Some(first.freeze()),
+        more: true,
+        heartbeat: state.config.heartbeat,
+        _gauge: state.gauges.sse(),
+    };
+    let stream = futures_util::stream::unfold(stream, |mut stream| async move {
+        let chunk = stream.next_chunk().await;
+        Some((Ok::<Bytes, std::io::Error>(chunk), stream))
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
         .body(Body::from_stream(stream))
         .expect("static headers are valid")
+}
+
+/// One open stream: its subscriber and what it still has to send.
+struct EventStream {
+    sub: Subscriber,
+    /// The answer to the subscription, sent first.
+    first: Option<Bytes>,
+    /// The last drain stopped at its cap with events left.
+    more: bool,
+    heartbeat: std::time::Duration,
+    _gauge: super::admin::GaugeGuard,
+}
+
+impl EventStream {
+    /// The next bytes to write: the subscription's answer, a run of event
+    /// blocks, or a heartbeat comment after `heartbeat` of silence.
+    async fn next_chunk(&mut self) -> Bytes {
+        if let Some(first) = self.first.take() {
+            return first;
+        }
+        loop {
+            if !self.more {
+                tokio::select! {
+                    () = self.sub.changed() => {}
+                    () = tokio::time::sleep(self.heartbeat) => {
+                        let mut out = BytesMut::new();
+                        sse::encode_comment("heartbeat", &mut out);
+                        return out.freeze();
+                    }
+                }
+            }
+            let out = drain_blocks(&mut self.sub, &mut self.more);
+            if !out.is_empty() {
+                return out.freeze();
+            }
+        }
+    }
 }
 
 /// Every event after the cursors (up to a chunk), one block each, with the
