@@ -74,12 +74,21 @@ pub fn draw_spectrum<DB: DrawingBackend>(
     let most = series.iter().map(|(_, h)| h.len()).max().unwrap_or(1) as f64;
     // Enough nines to show the max of the largest histogram, at least 99.9%.
     let cap = 10f64.powf(most.log10().ceil().clamp(3.0, 6.0));
+    // Log scale: transports differ by orders of magnitude (short polling's
+    // second against a WebSocket's fraction of a millisecond), and a linear
+    // axis would flatten all but the slowest onto zero.
     let y_max = series
         .iter()
         .map(|(_, h)| h.max() as f64 / 1000.0)
         .fold(0.0, f64::max)
-        .max(0.001)
-        * 1.08;
+        .max(0.01)
+        * 1.3;
+    let y_min = series
+        .iter()
+        .map(|(_, h)| h.min().max(1) as f64 / 1000.0)
+        .fold(f64::MAX, f64::min)
+        .min(y_max / 10.0);
+    let y_min = 10f64.powf(y_min.log10().floor());
 
     legend(
         &legend_area,
@@ -95,14 +104,14 @@ pub fn draw_spectrum<DB: DrawingBackend>(
         .y_label_area_size(80)
         .build_cartesian_2d(
             (1.0f64..cap).log_scale().with_key_points(key_points(cap)),
-            0.0..y_max,
+            (y_min..y_max).log_scale(),
         )?;
     chart
         .configure_mesh()
         .x_desc("percentile (log scale of 1/(1-p))")
-        .y_desc(y_label)
+        .y_desc(format!("{y_label}, log scale"))
         .x_label_formatter(&percent_label)
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&ms_label)
         .axis_desc_style(label_font())
         .label_style(axis_font())
         .light_line_style(WHITE.mix(0.0))
@@ -118,6 +127,15 @@ pub fn draw_spectrum<DB: DrawingBackend>(
 }
 
 const WIDTH_HINT: i32 = 520;
+
+/// Milliseconds with as many decimals as the magnitude needs.
+fn ms_label(v: &f64) -> String {
+    match *v {
+        v if v < 0.1 => format!("{v:.3}"),
+        v if v < 10.0 => format!("{v:.2}"),
+        v => format!("{v:.0}"),
+    }
+}
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
     draw_spectrum(
