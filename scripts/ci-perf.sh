@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Performance regression gate, in three parts:
-#  1. the CI scenario (scenarios/ci.toml, every transport, about three
+#  1. the CI scenario (scenarios/ci.toml, six transports, about three
 #     minutes), compared with
 #     results/baseline/summary.json by `pushbench compare` (fails the gate);
 #  2. the codec micro-benchmarks in criterion's quick mode, compared with
