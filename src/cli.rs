@@ -67,7 +67,8 @@ enum Command {
         /// Recent events kept per topic for pollers and resumes.
         #[arg(long, default_value_t = 1024)]
         buffer_per_topic: usize,
-        /// Interval of WebSocket pings.
+        /// Interval of WebSocket pings, and the silence after which an SSE
+        /// stream gets a heartbeat comment.
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         heartbeat: Duration,
         /// Raise the open-file limit to at least this, or refuse to start.

@@ -239,7 +239,8 @@ pub struct LongPolling {
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Websocket {
-    /// Interval of the server's ping frames.
+    /// Interval of the server's ping frames; also the silence after which
+    /// an SSE stream gets a heartbeat comment.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub heartbeat: Duration,
