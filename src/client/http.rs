@@ -9,9 +9,10 @@ use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper_util::rt::TokioIo;
 
-use super::{Alpn, ClientError, Conn, Cursor, Dial, MessageSender, OwnedDial};
+use super::{Alpn, ClientError, Conn, Cursor, Dial, MessageSender, OwnedDial, SocketCounters};
 use crate::codec;
 
 pub type Body = Full<Bytes>;
@@ -30,6 +31,57 @@ pub async fn handshake_h1(conn: Conn) -> Result<SendRequest<Body>, ClientError> 
         .map_err(|e| ClientError::Handshake(e.to_string()))?;
     tokio::task::spawn_local(connection);
     Ok(sender)
+}
+
+/// A request sender of either HTTP version, for [`exchange`].
+pub trait Exchange {
+    fn ready(&mut self) -> impl Future<Output = hyper::Result<()>>;
+    fn send(
+        &mut self,
+        request: Request<Body>,
+    ) -> impl Future<Output = hyper::Result<Response<Incoming>>>;
+}
+
+impl Exchange for SendRequest<Body> {
+    fn ready(&mut self) -> impl Future<Output = hyper::Result<()>> {
+        SendRequest::ready(self)
+    }
+    fn send(
+        &mut self,
+        request: Request<Body>,
+    ) -> impl Future<Output = hyper::Result<Response<Incoming>>> {
+        self.send_request(request)
+    }
+}
+
+impl Exchange for http2::SendRequest<Body> {
+    fn ready(&mut self) -> impl Future<Output = hyper::Result<()>> {
+        http2::SendRequest::ready(self)
+    }
+    fn send(
+        &mut self,
+        request: Request<Body>,
+    ) -> impl Future<Output = hyper::Result<Response<Incoming>>> {
+        self.send_request(request)
+    }
+}
+
+/// Sends one request once the connection can take it, counted as a request
+/// when it goes out, and returns the answer's head.
+pub async fn exchange(
+    sender: &mut impl Exchange,
+    request: Request<Body>,
+    counters: &SocketCounters,
+) -> Result<Response<Incoming>, ClientError> {
+    sender
+        .ready()
+        .await
+        .map_err(|_| ClientError::Closed(None))?;
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    sender
+        .send(request)
+        .await
+        .map_err(|e| ClientError::Io(e.to_string()))
 }
 
 /// `/lp?subs=CURSOR&hold_ms=H&max=M` into `path` (reused between polls).
@@ -103,15 +155,7 @@ impl MessageSender for Http1Sender {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        sender
-            .ready()
-            .await
-            .map_err(|_| ClientError::Closed(None))?;
-        self.dial.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let response = exchange(&mut sender, request, &self.dial.counters).await?;
         body_of(response).await?;
         if !self.close_each {
             self.sender = Some(sender);

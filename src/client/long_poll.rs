@@ -5,7 +5,6 @@
 //! the socket is ours to count and a client is exactly one connection.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use ::http::HeaderValue;
 use hyper::client::conn::http1::SendRequest;
@@ -53,16 +52,7 @@ impl Transport for LongPollClient {
             self.target.max_batch,
         );
         let request = http::get(&self.path, &self.host)?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|_| ClientError::Closed(None))?;
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let response = http::exchange(&mut self.sender, request, &self.counters).await?;
         Ok(Received {
             body: http::body_of(response).await?,
             framing: Framing::Batch,

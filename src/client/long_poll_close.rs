@@ -3,8 +3,6 @@
 //! answer (`Connection: close`), as HTTP/1.0 clients do. The connect cost
 //! every poll pays shows in bytes, CPU and connections per event.
 
-use std::sync::atomic::Ordering;
-
 use ::http::{HeaderValue, header};
 
 use super::http::{self, Http1Sender};
@@ -47,11 +45,7 @@ impl Transport for LongPollCloseClient {
         request
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        dial.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let response = http::exchange(&mut sender, request, dial.counters).await?;
         Ok(Received {
             body: http::body_of(response).await?,
             framing: Framing::Batch,

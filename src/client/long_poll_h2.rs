@@ -10,7 +10,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ::http::{Request, header};
@@ -131,16 +130,7 @@ impl Transport for LongPollH2Client {
         let request = Request::get(self.uri.as_str())
             .body(Body::default())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|_| ClientError::Closed(None))?;
-        self.dial.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let response = http::exchange(&mut self.sender, request, &self.dial.counters).await?;
         Ok(Received {
             body: http::body_of(response).await?,
             framing: Framing::Batch,
@@ -169,16 +159,7 @@ impl MessageSender for H2Sender {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(message))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|_| ClientError::Closed(None))?;
-        self.dial.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let response = http::exchange(&mut self.sender, request, &self.dial.counters).await?;
         http::body_of(response).await.map(drop)
     }
 }

@@ -5,8 +5,6 @@
 //! stream's whole cursor (docs/protocol.md), so the last id an EventSource
 //! would hold is exactly the client's cursor, which is what is sent.
 
-use std::sync::atomic::Ordering;
-
 use ::http::{HeaderValue, Request, header};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -49,11 +47,7 @@ impl Transport for SseClient {
         let request = request
             .body(Body::default())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        dial.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let response = http::exchange(&mut sender, request, dial.counters).await?;
         if !response.status().is_success() {
             return Err(ClientError::Status(response.status().as_u16()));
         }

@@ -3,15 +3,13 @@
 //! TCP (or TLS) connection. Frames, subscription and client messages are
 //! those of the WebSocket transport; only what carries them differs.
 
-use std::sync::atomic::Ordering;
-
 use ::http::{Method, Request};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::http::Body;
+use super::http::{self, Body};
 use super::long_poll_h2::origin;
 use super::websocket::{WebSocketSender, config};
 use super::{ClientError, Cursor, Dial, H2Pool, Received, Transport, WebSocketClient};
@@ -37,15 +35,13 @@ impl Transport for WebSocketH2Client {
             .header("sec-websocket-version", "13")
             .body(Body::default())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        sender
-            .ready()
+        // A failed CONNECT is a failed handshake, as on HTTP/1.1.
+        let mut response = http::exchange(&mut sender, request, dial.counters)
             .await
-            .map_err(|_| ClientError::Closed(None))?;
-        dial.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Handshake(e.to_string()))?;
+            .map_err(|e| match e {
+                ClientError::Io(message) => ClientError::Handshake(message),
+                other => other,
+            })?;
         if !response.status().is_success() {
             return Err(ClientError::Status(response.status().as_u16()));
         }
