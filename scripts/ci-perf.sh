@@ -30,8 +30,10 @@ if $update; then
   cp "$current/summary.json" results/baseline/summary.json
   echo "baseline updated: results/baseline/summary.json"
 else
-  # 40% timing noise: a 2-core CI machine shared by server and generator
-  # moves p99 by up to ~20% run to run; 2x regressions still fail.
+  # 40% timing noise (80% for p99, twice by default): on a 2-core CI
+  # machine shared by server and generator, runs of the same code moved
+  # medians and CPU per event by up to ~20% and p99 by up to 43%;
+  # 2x regressions still fail.
   ./target/release/pushbench compare --noise 40 results/baseline/summary.json "$current"
 fi
 

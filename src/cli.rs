@@ -96,6 +96,10 @@ enum Command {
         /// Allowed worsening of timing figures after calibration, in percent.
         #[arg(long, default_value_t = 30.0)]
         noise: f64,
+        /// Allowed worsening of tail latency (p99) after calibration, in
+        /// percent; default: twice --noise.
+        #[arg(long)]
+        tail_noise: Option<f64>,
     },
     /// Print the JSON schema of summary.json.
     #[command(hide = true)]
@@ -175,12 +179,14 @@ async fn dispatch(cli: Cli) -> u8 {
             current,
             tight,
             noise,
+            tail_noise,
         } => compare(
             &baseline,
             &current,
             crate::compare::Thresholds {
                 tight_pct: tight,
                 noise_pct: noise,
+                tail_noise_pct: tail_noise.unwrap_or(2.0 * noise),
             },
         ),
         Command::Schema => {

@@ -6,7 +6,10 @@
 //! - timing ones (latency, CPU per event) depend on the machine too: each
 //!   is divided by its own run's reference step (a fixed CPU-bound task
 //!   timed on the same machine, see `calibrate`) and fails only past a
-//!   noise threshold, so a slower CI runner does not fail the gate.
+//!   noise threshold, so a slower CI runner does not fail the gate. Tail
+//!   latency (p99) gets a wider one: on a 2-core machine shared by server
+//!   and generator, runs of identical code moved it by up to 43%, where
+//!   medians and CPU per event stayed within about 20%.
 
 use std::fmt;
 use std::path::Path;
@@ -25,6 +28,8 @@ pub struct Thresholds {
     pub tight_pct: f64,
     /// Timing figures, after dividing by the reference step.
     pub noise_pct: f64,
+    /// Tail latency (p99), after dividing by the reference step.
+    pub tail_noise_pct: f64,
 }
 
 impl Default for Thresholds {
@@ -32,6 +37,7 @@ impl Default for Thresholds {
         Thresholds {
             tight_pct: 3.0,
             noise_pct: 30.0,
+            tail_noise_pct: 60.0,
         }
     }
 }
@@ -78,6 +84,8 @@ enum Rule {
     NoMoreThan,
     /// Timing, lower is better, divided by the reference step.
     Timing,
+    /// Tail latency: timing with the wider `tail_noise_pct`.
+    TailTiming,
 }
 
 type Figure = (&'static str, Rule, fn(&TransportSummary) -> Option<f64>);
@@ -104,7 +112,7 @@ const FIGURES: &[Figure] = &[
     ("latency p50 (calibrated)", Rule::Timing, |t| {
         Some(t.latency_us.p50 as f64)
     }),
-    ("latency p99 (calibrated)", Rule::Timing, |t| {
+    ("latency p99 (calibrated)", Rule::TailTiming, |t| {
         Some(t.latency_us.p99 as f64)
     }),
     ("server CPU / event (calibrated)", Rule::Timing, |t| {
@@ -170,7 +178,7 @@ pub fn compare(
                 continue;
             };
             let (bv_n, cv_n) = match rule {
-                Rule::Timing => (bv / ref_base, cv / ref_cur),
+                Rule::Timing | Rule::TailTiming => (bv / ref_base, cv / ref_cur),
                 _ => (bv, cv),
             };
             let (verdict, limit) = match *rule {
@@ -194,6 +202,10 @@ pub fn compare(
                 Rule::Timing => (
                     judge(bv_n, cv_n, bv_n * th.noise_pct / 100.0),
                     format!("+{}% noise", th.noise_pct),
+                ),
+                Rule::TailTiming => (
+                    judge(bv_n, cv_n, bv_n * th.tail_noise_pct / 100.0),
+                    format!("+{}% tail noise", th.tail_noise_pct),
                 ),
             };
             let change_pct = (bv_n != 0.0).then(|| (cv_n / bv_n - 1.0) * 100.0);
@@ -324,6 +336,20 @@ mod tests {
         assert_eq!(
             regressions(&b, &c),
             vec![("websocket".to_string(), "latency p99 (calibrated)")]
+        );
+    }
+
+    #[test]
+    fn tail_latency_has_the_wider_threshold_and_the_median_does_not() {
+        let b = fixture();
+        let mut c = b.clone();
+        // +45%: inside the tail's 60%, past the median's 30%.
+        c.transports[0].latency_us.p99 = (b.transports[0].latency_us.p99 as f64 * 1.45) as u64;
+        assert!(regressions(&b, &c).is_empty());
+        c.transports[0].latency_us.p50 = (b.transports[0].latency_us.p50 as f64 * 1.45) as u64;
+        assert_eq!(
+            regressions(&b, &c),
+            vec![("websocket".to_string(), "latency p50 (calibrated)")]
         );
     }
 
