@@ -32,7 +32,7 @@ if $update; then
 else
   # 40% timing noise (80% for p99, twice by default): on a 2-core CI
   # machine shared by server and generator, runs of the same code moved
-  # medians and CPU per event by up to ~20% and p99 by up to 43%;
+  # medians and CPU per event by up to 22% and p99 by up to 43%;
   # 2x regressions still fail.
   ./target/release/pushbench compare --noise 40 results/baseline/summary.json "$current"
 fi

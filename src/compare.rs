@@ -9,7 +9,7 @@
 //!   noise threshold, so a slower CI runner does not fail the gate. Tail
 //!   latency (p99) gets a wider one: on a 2-core machine shared by server
 //!   and generator, runs of identical code moved it by up to 43%, where
-//!   medians and CPU per event stayed within about 20%.
+//!   medians and CPU per event moved by up to 22%.
 
 use std::fmt;
 use std::path::Path;
