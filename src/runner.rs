@@ -458,9 +458,11 @@ async fn drive_phases(
     progress.phase(kind, Phase::Drain, scenario.phases.drain, "; at most");
     let drain_end = measure_end + scenario.phases.drain.as_nanos() as u64;
     let stats = loop {
+        // Read before the stats are asked for: a send that ends while they
+        // are on their way must not pass as settled with them.
+        let sends_done = control.sending_clients.load(Relaxed) == 0;
         let stats = server.stats().await?;
-        let settled =
-            stats.publisher == PublisherState::Done && control.sending_clients.load(Relaxed) == 0;
+        let settled = stats.publisher == PublisherState::Done && sends_done;
         if settled || clock::now_ns() >= drain_end {
             break stats;
         }
