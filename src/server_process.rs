@@ -78,10 +78,9 @@ impl ServerUnderTest {
                     None
                 };
                 let mut command = Command::new(exe);
+                command.arg("serve");
                 if let Some(f) = &cert_file {
-                    command.arg("serve").arg("--tls-cert-out").arg(f.path());
-                } else {
-                    command.arg("serve");
+                    command.arg("--tls-cert-out").arg(f.path());
                 }
                 let mut child = command
                     .args(["--listen", "127.0.0.1:0"])

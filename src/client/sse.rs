@@ -6,7 +6,9 @@
 //! would hold is exactly the client's cursor, which is what is sent.
 
 use ::http::{HeaderValue, Request, header};
-use bytes::{Buf, Bytes, BytesMut};
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -14,6 +16,13 @@ use hyper::client::conn::http1::SendRequest;
 use super::http::{self, Body, Http1Sender};
 use super::{Alpn, ClientError, Cursor, Dial, Framing, Received, Transport};
 use crate::codec::{self, sse};
+
+/// Where an event's data is: a range of the block, or bytes of its own
+/// (several lines joined).
+enum Data {
+    At(std::ops::Range<usize>),
+    Joined(Bytes),
+}
 
 pub struct SseClient {
     body: Incoming,
@@ -65,21 +74,37 @@ impl Transport for SseClient {
             let decoded = sse::decode_block(&self.buf)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?
                 .map(|(dispatch, used)| match dispatch {
-                    sse::Dispatch::Event(event) => {
-                        (Some(Bytes::copy_from_slice(event.data.as_bytes())), used)
-                    }
+                    // One `data:` line is borrowed from the buffer: hand out
+                    // its place, to slice without copying. Several are
+                    // joined, so they are copied.
+                    sse::Dispatch::Event(event) => match event.data {
+                        Cow::Borrowed(data) => {
+                            let start = (data.as_ptr() as usize)
+                                .checked_sub(self.buf.as_ptr() as usize)
+                                .filter(|start| start + data.len() <= used);
+                            let data = match start {
+                                Some(start) => Data::At(start..start + data.len()),
+                                None => Data::Joined(Bytes::copy_from_slice(data.as_bytes())),
+                            };
+                            (Some(data), used)
+                        }
+                        Cow::Owned(data) => (Some(Data::Joined(Bytes::from(data))), used),
+                    },
                     // Heartbeat comments.
                     sse::Dispatch::Nothing { .. } => (None, used),
                 });
             match decoded {
                 Some((data, used)) => {
-                    self.buf.advance(used);
-                    if let Some(body) = data {
-                        return Ok(Received {
-                            body,
-                            framing: Framing::Single,
-                        });
-                    }
+                    let block = self.buf.split_to(used).freeze();
+                    let body = match data {
+                        Some(Data::At(range)) => block.slice(range),
+                        Some(Data::Joined(bytes)) => bytes,
+                        None => continue,
+                    };
+                    return Ok(Received {
+                        body,
+                        framing: Framing::Single,
+                    });
                 }
                 None => match self.body.frame().await {
                     Some(Ok(frame)) => {

@@ -500,7 +500,7 @@ pub fn decode_batch<'a>(
 /// HTTP as the body of `POST /send` (always JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum ClientMessage {
+pub enum ClientMessage<'a> {
     /// Subscribe to topics. `None`: from the current head on; `Some(seq)`:
     /// resume after `seq`, replaying what the server still buffers.
     Subscribe(BTreeMap<String, Option<u64>>),
@@ -508,19 +508,23 @@ pub enum ClientMessage {
     /// game input, requests): the server stamps a sequence number and every
     /// subscriber of the topic receives it as an event. `intended_ns` is the
     /// client's intended send time, from which its latency is measured.
+    /// Borrowed where it can be: a client serializes from its own buffers
+    /// and the server reads from the request, neither copying per message.
     Publish {
-        topic: String,
+        #[serde(borrow)]
+        topic: Cow<'a, str>,
         intended_ns: u64,
-        payload: String,
+        #[serde(borrow)]
+        payload: Cow<'a, str>,
     },
 }
 
-impl ClientMessage {
+impl<'a> ClientMessage<'a> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("client messages always serialize")
     }
 
-    pub fn from_json(text: &str) -> Result<Self, CodecError> {
+    pub fn from_json(text: &'a str) -> Result<Self, CodecError> {
         serde_json::from_str(text).map_err(|e| CodecError::Json(e.to_string()))
     }
 }

@@ -385,9 +385,9 @@ async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot:
             _ => room_topics[rng.random_range(0..room_topics.len())],
         };
         let message = ClientMessage::Publish {
-            topic: topic.clone(),
+            topic: topic.into(),
             intended_ns,
-            payload: due.payload.clone(),
+            payload: due.payload.as_str().into(),
         }
         .to_json();
         due.advance();

@@ -25,7 +25,7 @@ pub enum Refused {
 }
 
 /// Publishes one client message. Returns the sequence number it got.
-pub fn accept(state: &AppState, message: ClientMessage) -> Result<u64, Refused> {
+pub fn accept(state: &AppState, message: ClientMessage<'_>) -> Result<u64, Refused> {
     match message {
         ClientMessage::Publish {
             topic,
@@ -33,7 +33,7 @@ pub fn accept(state: &AppState, message: ClientMessage) -> Result<u64, Refused> 
             payload,
         } => {
             if !codec::is_valid_topic(&topic) {
-                return Err(Refused::Topic(topic));
+                return Err(Refused::Topic(topic.into_owned()));
             }
             let seq = state
                 .hub
