@@ -84,20 +84,30 @@ enum Command {
         /// A directory written by `pushbench run`, e.g. results/stock_ticker-20260101T000000Z
         results_dir: PathBuf,
     },
-    /// Compare a run with a baseline: exit 0 (pass), 1 (regression) or 2 (bad input).
+    /// Compare runs with a baseline: exit 0 (pass), 1 (regression) or 2 (bad input).
+    ///
+    /// Each side is a summary.json, a results directory, or a directory of
+    /// results directories. With three or more runs a side (made on the
+    /// same machine, interleaved), timing is judged A/B from the runs' own
+    /// spread; with one run a side it is divided by each run's reference
+    /// step and is only indicative across machines.
     Compare {
-        /// Baseline summary.json (or a results directory holding one).
+        /// Baseline: summary.json, a results directory, or a directory of them.
         baseline: PathBuf,
-        /// Current summary.json (or a results directory holding one).
+        /// Current: summary.json, a results directory, or a directory of them.
         current: PathBuf,
+        /// Figures to judge, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::compare::Group::DEFAULT)]
+        figures: Vec<crate::compare::Group>,
         /// Allowed worsening of deterministic figures (bytes, requests per event), in percent.
         #[arg(long, default_value_t = 3.0)]
         tight: f64,
-        /// Allowed worsening of timing figures after calibration, in percent.
+        /// One run a side: allowed worsening of timing figures after
+        /// calibration, in percent.
         #[arg(long, default_value_t = 30.0)]
         noise: f64,
-        /// Allowed worsening of tail latency (p99) after calibration, in
-        /// percent; default: twice --noise.
+        /// One run a side: allowed worsening of tail latency (p99) after
+        /// calibration, in percent; default: twice --noise.
         #[arg(long)]
         tail_noise: Option<f64>,
     },
@@ -177,12 +187,14 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Compare {
             baseline,
             current,
+            figures,
             tight,
             noise,
             tail_noise,
         } => compare(
             &baseline,
             &current,
+            &figures,
             crate::compare::Thresholds {
                 tight_pct: tight,
                 noise_pct: noise,
@@ -196,10 +208,17 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn compare(baseline: &Path, current: &Path, thresholds: crate::compare::Thresholds) -> u8 {
-    use crate::compare::{self, Verdict};
+fn compare(
+    baseline: &Path,
+    current: &Path,
+    figures: &[crate::compare::Group],
+    thresholds: crate::compare::Thresholds,
+) -> u8 {
+    use crate::compare::{self, Style, Verdict};
+    use std::io::IsTerminal as _;
     let loaded = compare::load(baseline).and_then(|b| Ok((b, compare::load(current)?)));
-    let checks = loaded.and_then(|(b, c)| Ok((compare::compare(&b, &c, thresholds)?, b, c)));
+    let checks =
+        loaded.and_then(|(b, c)| Ok((compare::compare(&b, &c, figures, thresholds)?, b, c)));
     let (checks, b, c) = match checks {
         Ok(ok) => ok,
         Err(e) => {
@@ -207,19 +226,26 @@ fn compare(baseline: &Path, current: &Path, thresholds: crate::compare::Threshol
             return exit::BAD_INPUT;
         }
     };
-    println!("{}", compare::render(&checks, &b, &c));
+    let style = if std::io::stdout().is_terminal() {
+        Style::Terminal
+    } else {
+        Style::Plain
+    };
+    println!("{}", compare::render(&checks, &b, &c, style));
+    let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
+    let not_comparable = match count(Verdict::NotComparable) {
+        0 => String::new(),
+        n => format!("; {n} not comparable here (see the notes: neither passed nor failed)"),
+    };
     let regressions: Vec<_> = checks
         .iter()
         .filter(|c| c.verdict == Verdict::Regression)
         .collect();
     if regressions.is_empty() {
-        let improved = checks
-            .iter()
-            .filter(|c| c.verdict == Verdict::Improved)
-            .count();
+        let improved = count(Verdict::Improved);
         println!(
-            "pass: {} figures within limits{}",
-            checks.len(),
+            "pass: {} figures within limits{}{not_comparable}",
+            count(Verdict::Pass) + improved,
             if improved > 0 {
                 format!(", {improved} better than the baseline")
             } else {
@@ -228,16 +254,24 @@ fn compare(baseline: &Path, current: &Path, thresholds: crate::compare::Threshol
         );
         exit::OK
     } else {
+        let single = b.runs.len() == 1 && c.runs.len() == 1;
         println!(
-            "FAIL: {} regression(s): {}.\nregression, or update the baseline with: cp {} {}",
+            "FAIL: {} regression(s): {}{not_comparable}.\n{}",
             regressions.len(),
             regressions
                 .iter()
                 .map(|c| format!("{} {}", c.transport, c.figure))
                 .collect::<Vec<_>>()
                 .join(", "),
-            report::saved::summary_path(current).display(),
-            report::saved::summary_path(baseline).display(),
+            if single {
+                format!(
+                    "regression, or update the baseline with: cp {} {}",
+                    report::saved::summary_path(current).display(),
+                    report::saved::summary_path(baseline).display()
+                )
+            } else {
+                "regression, or an intended change: then refresh the baseline (scripts/ci-perf.sh --update)".into()
+            }
         );
         exit::FAILED
     }

@@ -10,6 +10,7 @@ pub mod compare;
 pub mod environment;
 pub mod hub;
 pub mod load;
+pub mod machine;
 pub mod procstat;
 pub mod progress;
 pub mod report;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{CounterSnapshot, Target, TlsTarget};
 use crate::clock;
 use crate::load::{self, ClientSpec, Control, IntervalReport, WorkerReport};
+use crate::machine::{self, MachineSample};
 use crate::procstat::ProcHandle;
 use crate::progress::{Live, Phase, Progress};
 use crate::scenario::{Scenario, TopicChoice, TransportKind};
@@ -69,6 +70,11 @@ pub struct TransportRun {
     pub server_peak_rss: Option<u64>,
     pub generator_peak_rss: Option<u64>,
     pub server_stats: Option<ServerStats>,
+    /// The whole machine, one sample per second of the run.
+    pub machine: Vec<MachineSample>,
+    /// The server's `client_messages` before this transport's clients
+    /// sent any: zero for a fresh server, more for one shared by transports.
+    pub server_client_messages_before: u64,
 }
 
 /// How a run ended.
@@ -192,6 +198,8 @@ async fn run_transport(
         server_peak_rss: None,
         generator_peak_rss: None,
         server_stats: None,
+        machine: Vec::new(),
+        server_client_messages_before: 0,
     };
     let server = match ServerUnderTest::start(launch, scenario).await {
         Ok(s) => s,
@@ -208,6 +216,7 @@ async fn run_transport(
     let base_ns = clock::now_ns();
     run.phases.base_ns = base_ns;
     run.started_at = SystemTime::now();
+    let sampler = machine::Sampler::start(base_ns);
     let control = Control::new(base_ns);
     let target = Target {
         addr: server.addr,
@@ -340,6 +349,11 @@ async fn run_transport(
         .load(std::sync::atomic::Ordering::Relaxed);
     run.server_peak_rss = server_proc.and_then(|p| p.peak_rss());
     run.generator_peak_rss = me.peak_rss();
+    if let Ok(sampler) = sampler {
+        run.machine = tokio::task::spawn_blocking(move || sampler.stop())
+            .await
+            .unwrap_or_default();
+    }
     server.stop().await;
     run
 }
@@ -395,7 +409,7 @@ async fn drive_phases(
     run: &mut TransportRun,
     progress: &dyn Progress,
 ) -> anyhow::Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::atomic::Ordering::{Acquire, Relaxed};
     let clients = scenario.clients.count as u64;
     let kind = run.kind;
 
@@ -425,6 +439,11 @@ async fn drive_phases(
     let warmup = scenario.phases.warmup.as_nanos() as u64;
     let measure = scenario.phases.measure.as_nanos() as u64;
     let (measure_start, measure_end) = (start + warmup, start + warmup + measure);
+    // The server's count before any client of this transport sends (none
+    // does before the send window is fixed): the drain compares what it
+    // counts from here with what the clients sent.
+    let messages_before = server.stats().await?.client_messages;
+    run.server_client_messages_before = messages_before;
     control.set_window(measure_start, measure_end);
     control.set_send_window(start, measure_end);
     let plan = PublishPlan {
@@ -459,10 +478,21 @@ async fn drive_phases(
     let drain_end = measure_end + scenario.phases.drain.as_nanos() as u64;
     let stats = loop {
         // Read before the stats are asked for: a send that ends while they
-        // are on their way must not pass as settled with them.
-        let sends_done = control.sending_clients.load(Relaxed) == 0;
+        // are on their way must not pass as settled with them. Acquire: at
+        // zero, the sent counts below are final.
+        let sends_done = control.sending_clients.load(Acquire) == 0;
+        let sent: u64 = workers
+            .iter()
+            .map(|w| w.counters.messages_sent.load(Relaxed))
+            .sum();
         let stats = server.stats().await?;
-        let settled = stats.publisher == PublisherState::Done && sends_done;
+        // A WebSocket message counts as sent once it is handed to the
+        // connection, with no answer: it may still be in a socket buffer,
+        // an HTTP/2 stream's queue or the server's read loop. Settled only
+        // once the server has counted every one; at the deadline the figures
+        // are taken as they are, and the report shows any difference.
+        let received = stats.client_messages.saturating_sub(messages_before);
+        let settled = stats.publisher == PublisherState::Done && sends_done && received >= sent;
         if settled || clock::now_ns() >= drain_end {
             break stats;
         }

@@ -215,6 +215,10 @@ pub struct SocketCounters {
     /// HTTP requests sent, WebSocket upgrade requests included.
     pub requests: AtomicU64,
     pub connections: AtomicU64,
+    /// Client messages counted as sent (the report's `sent`), live: the
+    /// drain waits for the server's count to reach them. Not part of
+    /// [`CounterSnapshot`].
+    pub messages_sent: AtomicU64,
 }
 
 /// A snapshot of [`SocketCounters`].

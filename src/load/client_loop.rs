@@ -403,6 +403,7 @@ async fn send_loop<S: MessageSender>(spec: ClientSpec, ctx: Rc<WorkerCtx>, slot:
         match result {
             Ok(()) => {
                 ctx.report.borrow_mut().sent += 1;
+                ctx.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
                 // Back in its slot unless the connection was replaced meanwhile.
                 slot.borrow_mut().get_or_insert(sender);
             }
@@ -427,6 +428,8 @@ impl<'a> Active<'a> {
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        // Release: whoever reads zero (Acquire) also sees every
+        // `messages_sent` this loop counted.
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }

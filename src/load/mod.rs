@@ -54,7 +54,8 @@ pub struct Control {
     /// clock, the same span as the server's publishing. Unset until fixed.
     send_window: watch::Sender<Option<(u64, u64)>>,
     /// Clients whose send loop has not ended (its last message may still be
-    /// on its way): the final heads are read only once this is zero.
+    /// on its way): the final heads are read only once this is zero. Read
+    /// it with `Acquire`: at zero, the workers' `messages_sent` are final.
     pub sending_clients: AtomicU64,
 }
 
@@ -158,7 +159,10 @@ pub struct WorkerReport {
     pub echo_latency: Histogram<u64>,
     /// TCP connect + handshake + subscription answer, every (re)connect.
     pub connect: Histogram<u64>,
-    /// Client messages (chat lines and echo requests) the server accepted.
+    /// Client messages (chat lines and echo requests) sent: over HTTP,
+    /// accepted by the server (204); over a WebSocket, only handed to the
+    /// connection (the kernel's socket buffer, or an HTTP/2 stream's queue),
+    /// with no answer from the server.
     pub sent: u64,
     /// Client messages that could not be sent (no connection, or it failed).
     pub send_failed: u64,

@@ -222,6 +222,17 @@ pub struct TimelineRow {
     pub bytes_up: u64,
     pub requests: u64,
     pub errors: u64,
+    /// The whole machine in this second (see `machine`), when sampled.
+    #[serde(default)]
+    pub machine_busy_pct: Option<f64>,
+    #[serde(default)]
+    pub machine_steal_pct: Option<f64>,
+    #[serde(default)]
+    pub machine_iowait_pct: Option<f64>,
+    #[serde(default)]
+    pub run_queue: Option<u32>,
+    #[serde(default)]
+    pub generator_wait_ms: Option<f64>,
 }
 
 /// The phase a second of the run belongs to.
@@ -240,6 +251,10 @@ fn phase_of(run: &TransportRun, index: u64) -> &'static str {
     }
 }
 
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
 /// timeline.csv: one row per transport and second.
 pub struct TimelineCsv;
 
@@ -252,6 +267,7 @@ impl Reporter for TimelineCsv {
             for i in &run.intervals {
                 let h = &i.latency;
                 let q = |v: u64| (!h.is_empty()).then_some(v);
+                let m = run.machine.iter().find(|m| m.second == i.index);
                 w.serialize(TimelineRow {
                     transport: run.kind,
                     second: i.index,
@@ -265,6 +281,11 @@ impl Reporter for TimelineCsv {
                     bytes_up: i.counters.bytes_up,
                     requests: i.counters.requests,
                     errors: i.errors,
+                    machine_busy_pct: m.map(|m| round1(m.busy_pct)),
+                    machine_steal_pct: m.map(|m| round1(m.steal_pct)),
+                    machine_iowait_pct: m.map(|m| round1(m.iowait_pct)),
+                    run_queue: m.map(|m| m.run_queue),
+                    generator_wait_ms: m.and_then(|m| m.generator_wait_ms).map(round1),
                 })?;
             }
         }

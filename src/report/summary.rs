@@ -21,8 +21,6 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The generator is called saturated above this share of its worker threads' CPU.
 pub const GENERATOR_SATURATION: f64 = 0.85;
-/// The machine is called saturated above this share of all cores.
-pub const MACHINE_SATURATION: f64 = 0.90;
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
@@ -71,6 +69,10 @@ pub struct TransportSummary {
     pub delivery: DeliveryCounts,
     pub cost: Cost,
     pub processes: Processes,
+    /// The whole machine during the measured window (every process, the
+    /// kernel and the hypervisor), sampled each second.
+    #[serde(default)]
+    pub machine: Option<MachineFigures>,
     pub server: Option<ServerFigures>,
     /// Client errors by kind (each usually followed by a reconnect).
     pub errors: BTreeMap<String, u64>,
@@ -92,7 +94,8 @@ pub struct ClientMessageFigures {
     pub sent: u64,
     /// Due while the client had no connection, or failed on the way.
     pub failed: u64,
-    /// Client messages the server published (counted by the server).
+    /// Client messages the server published during this transport's run
+    /// (counted by the server).
     pub received_by_server: Option<u64>,
 }
 
@@ -178,6 +181,99 @@ pub struct Processes {
     pub machine_cpu_share: Option<f64>,
 }
 
+/// The whole machine over the seconds that overlap the measured window
+/// (see `machine`): the limits in `machine` turn these into warnings.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MachineFigures {
+    /// Seconds sampled.
+    pub samples: u32,
+    /// Busy (user, system, irq) share of all CPUs, percent: the busiest second.
+    pub busy_pct_max: f64,
+    pub busy_pct_mean: f64,
+    /// Share taken by the hypervisor (steal), percent: the worst second.
+    pub steal_pct_max: f64,
+    /// Busy plus steal in the worst second, percent: the CPU the run could
+    /// not have had.
+    pub busy_and_steal_pct_max: f64,
+    pub iowait_pct_max: f64,
+    /// Most runnable tasks seen at a second's end.
+    pub run_queue_max: u32,
+    /// Most time the generator's threads waited for a CPU in one second, ms.
+    pub generator_wait_ms_max: Option<f64>,
+}
+
+impl MachineFigures {
+    /// The samples whose second overlaps [from_ns, to_ns) of a run that
+    /// began at base_ns; `None` without any.
+    pub fn over(
+        samples: &[crate::machine::MachineSample],
+        base_ns: u64,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Option<MachineFigures> {
+        let inside: Vec<_> = samples
+            .iter()
+            .filter(|s| {
+                let start = base_ns + s.second * 1_000_000_000;
+                start < to_ns && start + 1_000_000_000 > from_ns
+            })
+            .collect();
+        if inside.is_empty() {
+            return None;
+        }
+        let max = |f: fn(&crate::machine::MachineSample) -> f64| {
+            inside.iter().map(|s| f(s)).fold(0.0, f64::max)
+        };
+        Some(MachineFigures {
+            samples: inside.len() as u32,
+            busy_pct_max: max(|s| s.busy_pct),
+            busy_pct_mean: inside.iter().map(|s| s.busy_pct).sum::<f64>() / inside.len() as f64,
+            steal_pct_max: max(|s| s.steal_pct),
+            busy_and_steal_pct_max: max(|s| s.busy_pct + s.steal_pct),
+            iowait_pct_max: max(|s| s.iowait_pct),
+            run_queue_max: inside.iter().map(|s| s.run_queue).max().unwrap_or(0),
+            generator_wait_ms_max: inside
+                .iter()
+                .filter_map(|s| s.generator_wait_ms)
+                .reduce(f64::max),
+        })
+    }
+
+    /// Why these figures cannot be taken at face value, if they cannot:
+    /// each reason names the limit and the figures it taints.
+    pub fn warnings(&self) -> Vec<String> {
+        use crate::machine::{BUSY_LIMIT_PCT, GENERATOR_WAIT_LIMIT_MS, STEAL_LIMIT_PCT};
+        let mut out = Vec::new();
+        if self.cpu_bound() {
+            out.push(format!(
+                "machine CPU-bound: {:.0}% of all CPUs were busy or stolen in a measured second (limit {BUSY_LIMIT_PCT:.0}%); latency and throughput include waiting for a CPU and describe this machine's load, not the transport alone",
+                self.busy_and_steal_pct_max
+            ));
+        }
+        if self.steal_pct_max >= STEAL_LIMIT_PCT {
+            out.push(format!(
+                "hypervisor steal: up to {:.0}% of all CPUs went to other guests in a measured second (limit {STEAL_LIMIT_PCT:.0}%); latency and CPU per event vary with the neighbours",
+                self.steal_pct_max
+            ));
+        }
+        if let Some(w) = self
+            .generator_wait_ms_max
+            .filter(|w| *w >= GENERATOR_WAIT_LIMIT_MS)
+        {
+            out.push(format!(
+                "generator starved: its threads waited up to {w:.0} ms in one second for a CPU (limit {GENERATOR_WAIT_LIMIT_MS:.0} ms); latency includes the generator's own queueing"
+            ));
+        }
+        out
+    }
+
+    /// True when busy plus steal passed [`crate::machine::BUSY_LIMIT_PCT`]
+    /// in a measured second.
+    pub fn cpu_bound(&self) -> bool {
+        self.busy_and_steal_pct_max >= crate::machine::BUSY_LIMIT_PCT
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerFigures {
     pub published: u64,
@@ -197,6 +293,14 @@ fn secs(from: Option<u64>, to: Option<u64>) -> Option<f64> {
 
 fn per_event(value: f64, events: u64) -> Option<f64> {
     (events > 0).then(|| value / events as f64)
+}
+
+/// Client messages the server counted during this transport's run.
+fn received_by_server(run: &TransportRun) -> Option<u64> {
+    run.server_stats.as_ref().map(|s| {
+        s.client_messages
+            .saturating_sub(run.server_client_messages_before)
+    })
 }
 
 impl TransportSummary {
@@ -241,12 +345,11 @@ impl TransportSummary {
                 scenario.clients.workers
             ));
         }
-        if let Some(share) = machine_cpu_share.filter(|s| *s >= MACHINE_SATURATION) {
-            warnings.push(format!(
-                "machine saturated: server and generator together used {:.0}% of {cores} cores; latency includes waiting for a CPU",
-                share * 100.0
-            ));
-        }
+        let machine = match (p.measure_start_ns, p.measure_end_ns) {
+            (Some(from), Some(to)) => MachineFigures::over(&run.machine, p.base_ns, from, to),
+            _ => None,
+        };
+        warnings.extend(machine.iter().flat_map(MachineFigures::warnings));
         let d = &run.report.delivery;
         if d.lost > 0 || d.duplicated > 0 || d.out_of_order > 0 {
             warnings.push(format!(
@@ -259,6 +362,15 @@ impl TransportSummary {
                 "the server's final sequence numbers are unknown, so `expected` and `lost` only cover events up to the newest each client saw"
                     .into(),
             );
+        }
+        let sends = scenario.messages.is_some() || scenario.echo.is_some();
+        if let Some(received) = received_by_server(run).filter(|_| sends)
+            && received != run.report.sent
+        {
+            warnings.push(format!(
+                "the server counted {received} client messages, the clients {} sent: the counts still differed at the end of the drain",
+                run.report.sent
+            ));
         }
         if run.report.send_failed > 0 {
             warnings.push(format!(
@@ -314,7 +426,7 @@ impl TransportSummary {
                 ClientMessageFigures {
                     sent: run.report.sent,
                     failed: run.report.send_failed,
-                    received_by_server: run.server_stats.as_ref().map(|s| s.client_messages),
+                    received_by_server: received_by_server(run),
                 }
             }),
             delivery: run.report.delivery,
@@ -338,6 +450,7 @@ impl TransportSummary {
                 generator_cpu_share,
                 machine_cpu_share,
             },
+            machine,
             server: run.server_stats.as_ref().map(|s| ServerFigures {
                 published: s.published,
                 max_publish_lag_us: s.max_publish_lag_ns / 1000,
