@@ -57,6 +57,10 @@ enum Command {
         /// Run every transport over TLS, as `tls = true` in the scenario does.
         #[arg(long)]
         tls: bool,
+        /// Internal: this process is one transport's generator of a larger
+        /// run; write the data files only (no table, no charts).
+        #[arg(long, hide = true)]
+        part: bool,
     },
     /// Start the bundled server alone, for manual use.
     Serve {
@@ -156,7 +160,8 @@ async fn dispatch(cli: Cli) -> u8 {
             transports,
             quiet,
             tls,
-        } => run(&scenario, &results_dir, transports, quiet, tls).await,
+            part,
+        } => run(&scenario, &results_dir, transports, quiet, tls, part).await,
         Command::Serve {
             listen,
             encoding,
@@ -368,6 +373,7 @@ async fn run(
     transports: Vec<TransportKind>,
     quiet: bool,
     tls: bool,
+    part: bool,
 ) -> u8 {
     let mut scenario = match Scenario::load(path) {
         Ok(s) => s,
@@ -376,6 +382,16 @@ async fn run(
             return exit::BAD_INPUT;
         }
     };
+    if let Some(t) = transports
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| transports[..i].contains(t).then_some(t))
+    {
+        eprintln!(
+            "error: --transport {t} is given twice; each transport runs once per run (its files would overwrite each other)"
+        );
+        return exit::BAD_INPUT;
+    }
     if !transports.is_empty() {
         if let Some(t) = transports
             .iter()
@@ -419,6 +435,25 @@ async fn run(
     });
     let started_at_utc =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // A part runs under its parent's lock.
+    let concurrent = if part {
+        Ok(None)
+    } else {
+        crate::environment::RunLock::take().map(Some)
+    };
+    if let Err(w) = &concurrent {
+        eprintln!("warning: {w}");
+    }
+    if !part && scenario.transports.len() > 1 {
+        let parts = Parts {
+            path,
+            scenario: &scenario,
+            exe: &exe,
+            quiet,
+            tls,
+        };
+        return run_in_parts(parts, results_dir, &interrupt, concurrent).await;
+    }
     let environment = crate::environment::environment();
     let progress: std::sync::Arc<dyn crate::progress::Progress> =
         crate::progress::for_output(quiet).into();
@@ -429,7 +464,10 @@ async fn run(
         progress,
     )
     .await;
-    let summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
+    let mut environment = environment;
+    environment.set_reference_steps(outcome.reference_steps_ns.clone());
+    let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
+    summary.warnings.extend(concurrent.err());
     let dir = results_path(results_dir, &scenario.name, &started_at_utc);
     let results = Results {
         dir: dir.clone(),
@@ -440,8 +478,25 @@ async fn run(
         eprintln!("error: {e:#}");
         return exit::FAILED;
     }
-    print_summary(&summary, &dir);
-    if let Err(e) = report::render(&dir) {
+    if part {
+        return ending_code(outcome.ending);
+    }
+    finish(&summary, &dir, outcome.ending)
+}
+
+fn ending_code(ending: Ending) -> u8 {
+    match ending {
+        Ending::Complete => exit::OK,
+        Ending::Interrupted => exit::INTERRUPTED,
+        Ending::Failed(_) => exit::FAILED,
+    }
+}
+
+/// Prints the table, renders the reports of a written results directory
+/// and maps how the run ended to the exit code.
+fn finish(summary: &Summary, dir: &Path, ending: Ending) -> u8 {
+    print_summary(summary, dir);
+    if let Err(e) = report::render(dir) {
         eprintln!(
             "error: the measurements are saved in {}, but the report could not be rendered: {e:#}",
             dir.display()
@@ -449,12 +504,112 @@ async fn run(
         return exit::FAILED;
     }
     println!("report: {}", dir.join("report.html").display());
-    match outcome.ending {
-        Ending::Complete => exit::OK,
-        Ending::Interrupted => exit::INTERRUPTED,
-        Ending::Failed(reason) => {
-            eprintln!("error: the run stopped early: {reason}");
-            exit::FAILED
+    if let Ending::Failed(reason) = &ending {
+        eprintln!("error: the run stopped early: {reason}");
+    }
+    ending_code(ending)
+}
+
+/// What a run in parts needs to start each part.
+struct Parts<'a> {
+    path: &'a Path,
+    scenario: &'a Scenario,
+    exe: &'a Path,
+    quiet: bool,
+    tls: bool,
+}
+
+/// Runs each transport in a generator process of its own (`run --part`),
+/// like the server: nothing one transport leaves behind (heap, caches,
+/// peak RSS, threads) carries into the next, whatever the order. Then
+/// joins their results directories into one and reports on it.
+async fn run_in_parts(
+    p: Parts<'_>,
+    results_dir: &Path,
+    interrupt: &CancellationToken,
+    lock: Result<Option<crate::environment::RunLock>, String>,
+) -> u8 {
+    // Held until the parts are done.
+    let (_lock, concurrent) = match lock {
+        Ok(lock) => (lock, None),
+        Err(warning) => (None, Some(warning)),
+    };
+    let started_at_utc =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let dir = results_path(results_dir, &p.scenario.name, &started_at_utc);
+    let parts_root = dir.with_file_name(format!(
+        ".{}.parts",
+        dir.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    ));
+    let mut environment = crate::environment::environment();
+    environment.reference_steps_ns = environment.reference_step_ns.into_iter().collect();
+    let mut parts = Vec::new();
+    let mut ending = Ending::Complete;
+    for t in &p.scenario.transports {
+        let out = parts_root.join(t.name());
+        let mut cmd = tokio::process::Command::new(p.exe);
+        cmd.arg("run")
+            .arg(p.path)
+            .args(["--part", "--transport", t.name(), "--results-dir"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if p.quiet {
+            cmd.arg("--quiet");
+        }
+        if p.tls {
+            cmd.arg("--tls");
+        }
+        // Ctrl-C reaches the part too (same process group): it stops and
+        // writes what it measured, and this waits for that.
+        let status = cmd.status().await;
+        let written = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|entries| entries.flatten().map(|e| e.path()).find(|d| d.is_dir()));
+        parts.extend(written.clone());
+        let code = status.as_ref().ok().and_then(|s| s.code());
+        if interrupt.is_cancelled() || code == Some(exit::INTERRUPTED as i32) {
+            ending = Ending::Interrupted;
+            break;
+        }
+        if code != Some(exit::OK as i32) {
+            let why = match (&status, written) {
+                (Err(e), _) => format!("{t}: cannot start its generator process: {e}"),
+                (Ok(s), Some(_)) => format!("{t}: its generator process ended with {s}"),
+                (Ok(s), None) => {
+                    format!("{t}: its generator process ended with {s} and wrote no results")
+                }
+            };
+            ending = Ending::Failed(why);
+            break;
         }
     }
+    let skeleton = Summary {
+        schema_version: report::summary::SCHEMA_VERSION,
+        complete: ending == Ending::Complete,
+        incomplete_reason: match &ending {
+            Ending::Complete => None,
+            Ending::Interrupted => Some("interrupted by the user".into()),
+            Ending::Failed(reason) => Some(reason.clone()),
+        },
+        started_at_utc,
+        pushbench: crate::environment::build(),
+        environment,
+        scenario: p.scenario.clone(),
+        warnings: concurrent.into_iter().collect(),
+        transports: Vec::new(),
+    };
+    let summary = match report::merge::join_parts(&parts, &dir, skeleton) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: the parts of this run are in {}, but could not be joined: {e:#}",
+                parts_root.display()
+            );
+            return exit::FAILED;
+        }
+    };
+    let _ = std::fs::remove_dir_all(&parts_root);
+    finish(&summary, &dir, ending)
 }

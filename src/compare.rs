@@ -289,7 +289,7 @@ const FIGURES: &[Figure] = &[
         unit: "events",
         group: Group::Delivery,
         rule: Rule::NoMoreThan,
-        value: |t| Some(t.delivery.lost as f64),
+        value: |t| t.delivery.lost.map(|v| v as f64),
     },
     Figure {
         name: "duplicated events",
@@ -418,6 +418,10 @@ fn reference_ns(s: &Summary) -> Option<f64> {
         .map(|n| n as f64)
 }
 
+/// How far the reference step may move, within a run or between two, before
+/// single-run timing verdicts become indicative only, percent.
+pub const CALIBRATION_SPREAD_PCT: f64 = 25.0;
+
 /// Why two single runs' timings cannot be held against each other, if so.
 fn different_machines(b: &Summary, c: &Summary) -> Option<String> {
     let (eb, ec) = (&b.environment, &c.environment);
@@ -427,12 +431,25 @@ fn different_machines(b: &Summary, c: &Summary) -> Option<String> {
             eb.cores, eb.cpu_model, ec.cores, ec.cpu_model
         ));
     }
+    for (s, which) in [(b, "baseline"), (c, "current")] {
+        if let Some(spread) = s
+            .environment
+            .reference_spread_pct()
+            .filter(|p| *p > CALIBRATION_SPREAD_PCT)
+        {
+            return Some(format!(
+                "the {which} machine's speed moved by {spread:.0}% within its run (reference steps, more than {CALIBRATION_SPREAD_PCT:.0}%)"
+            ));
+        }
+    }
     match (reference_ns(b), reference_ns(c)) {
-        (Some(rb), Some(rc)) if (rc / rb - 1.0).abs() > 0.25 => Some(format!(
-            "the machine's speed moved (reference step {:.1} ms vs {:.1} ms)",
-            rb / 1e6,
-            rc / 1e6
-        )),
+        (Some(rb), Some(rc)) if (rc / rb - 1.0).abs() * 100.0 > CALIBRATION_SPREAD_PCT => {
+            Some(format!(
+                "the machine's speed moved (reference step {:.1} ms vs {:.1} ms)",
+                rb / 1e6,
+                rc / 1e6
+            ))
+        }
         (Some(_), Some(_)) => None,
         _ => Some("a run has no reference step".into()),
     }
@@ -966,7 +983,7 @@ mod tests {
     fn too_few_runs_for_ab_is_not_comparable_but_deterministic_figures_still_count() {
         let a = runs(2, 1.0, &[1.0]);
         let mut b = runs(2, 1.0, &[1.0]);
-        b[0].transports[0].delivery.lost = 1;
+        b[0].transports[0].delivery.lost = Some(1);
         let v = verdicts(&a, &b);
         assert_eq!(
             with(&v, Verdict::Regression),

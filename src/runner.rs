@@ -90,6 +90,9 @@ pub enum Ending {
 pub struct RunOutcome {
     pub transports: Vec<TransportRun>,
     pub ending: Ending,
+    /// The reference step (see `calibrate`), timed before the first
+    /// transport and after each one, in ns.
+    pub reference_steps_ns: Vec<u64>,
 }
 
 /// Runs every transport of the scenario in order. Stops early (keeping what
@@ -101,8 +104,10 @@ pub async fn run_scenario(
     progress: Arc<dyn Progress>,
 ) -> RunOutcome {
     let mut transports = Vec::new();
+    let mut steps = vec![reference_step().await];
     for &kind in &scenario.transports {
         let run = run_transport(scenario, kind, launch, interrupt, progress.clone()).await;
+        steps.push(reference_step().await);
         let ending = match &run.incomplete_reason {
             None => format!(
                 "done: {} of {} events delivered",
@@ -117,19 +122,29 @@ pub async fn run_scenario(
             return RunOutcome {
                 transports,
                 ending: Ending::Interrupted,
+                reference_steps_ns: steps,
             };
         }
         if let Some(reason) = reason {
             return RunOutcome {
                 transports,
                 ending: Ending::Failed(reason),
+                reference_steps_ns: steps,
             };
         }
     }
     RunOutcome {
         transports,
         ending: Ending::Complete,
+        reference_steps_ns: steps,
     }
+}
+
+/// Times the reference step off the async runtime's only worker.
+async fn reference_step() -> u64 {
+    tokio::task::spawn_blocking(crate::calibrate::reference_ns)
+        .await
+        .unwrap_or(0)
 }
 
 /// The clients of a scenario: when each connects, from where, to what.
@@ -299,18 +314,25 @@ async fn run_transport(
                 &mut run,
                 progress.as_ref(),
             );
-            tokio::select! {
+            let mut died_at = None;
+            let r = tokio::select! {
                 r = phases => r,
                 () = interrupt.cancelled() => Err(anyhow::anyhow!("interrupted by the user")),
-                reason = server.exited() => Err(anyhow::anyhow!(reason)),
-            }
+                (reason, at) = server.exited() => {
+                    died_at = Some(at);
+                    Err(anyhow::anyhow!(reason))
+                }
+            };
+            r.map_err(|e| (e, died_at))
         };
-        if let Err(e) = outcome {
+        if let Err((e, died_at)) = outcome {
             run.incomplete_reason = Some(format!("{e:#}"));
-            // Stopped inside the measured window: it ends now, so the figures
-            // over it (throughput, cost per event) cover what was measured.
+            // Stopped inside the measured window: it ends when the server
+            // died (or now), so the figures over it (throughput, cost per
+            // event) cover what was measured, not the time it took to notice.
             if run.window_start.is_some() && run.window_end.is_none() {
-                let end = snapshot(&workers, server_proc);
+                let mut end = snapshot(&workers, server_proc);
+                end.at_ns = died_at.map_or(end.at_ns, |d| d.min(end.at_ns));
                 control.set_window(run.phases.measure_start_ns.unwrap_or(end.at_ns), end.at_ns);
                 run.phases.measure_end_ns = Some(end.at_ns);
                 run.window_end = Some(end);
@@ -333,8 +355,16 @@ async fn run_transport(
     })
     .await
     .unwrap_or_default();
-    for r in &reports {
-        run.report.merge(r);
+    for (id, r) in reports.iter().enumerate() {
+        match r {
+            Ok(r) => run.report.merge(r),
+            Err(panic) => {
+                let reason = format!(
+                    "generator worker {id} panicked ({panic}): its clients' figures are missing"
+                );
+                run.incomplete_reason.get_or_insert(reason);
+            }
+        }
     }
     let _ = collector.await;
     run.intervals = std::mem::take(&mut *merged.lock().expect("interval lock"))
@@ -435,10 +465,15 @@ async fn drive_phases(
     run.server_rss_after_connect = server.proc.and_then(|p| p.rss());
 
     // Publish: warm-up then measure, on the server's open-loop schedule.
-    let start = clock::now_ns() + SEC / 5;
+    // The measured window opens on a whole second of the timeline, so the
+    // timeline's "measure" rows cover exactly the window and sum to the
+    // summary's figures (the warm-up starts up to a second later for it).
     let warmup = scenario.phases.warmup.as_nanos() as u64;
     let measure = scenario.phases.measure.as_nanos() as u64;
-    let (measure_start, measure_end) = (start + warmup, start + warmup + measure);
+    let earliest = clock::now_ns() + SEC / 5 + warmup;
+    let measure_start = run.phases.base_ns + (earliest - run.phases.base_ns).div_ceil(SEC) * SEC;
+    let start = measure_start - warmup;
+    let measure_end = measure_start + measure;
     // The server's count before any client of this transport sends (none
     // does before the send window is fixed): the drain compares what it
     // counts from here with what the clients sent.

@@ -183,20 +183,58 @@ impl ServerUnderTest {
     }
 
     /// Completes when a spawned server exits on its own (never for an
-    /// existing one): the run must stop and say so.
-    pub async fn exited(&self) -> String {
+    /// existing one): the run must stop and say so. Returns the reason and
+    /// the monotonic time of the exit, taken when the kernel reports it
+    /// (a pidfd turning readable), so the measured window can close when
+    /// the server died rather than when a poll noticed.
+    pub async fn exited(&self) -> (String, u64) {
         let Some(child) = &self.child else {
             return std::future::pending().await;
+        };
+        let pid = child.lock().expect("child lock").id();
+        let pidfd = pid
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
+        // The kernel makes a pidfd readable when its process exits: a
+        // blocking thread waits for that (it ends with the process, which
+        // `stop` kills at the latest).
+        let died_at = match pidfd {
+            Some(fd) => tokio::task::spawn_blocking(move || {
+                use rustix::event::{PollFd, PollFlags, poll};
+                let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+                while let Err(rustix::io::Errno::INTR) = poll(&mut fds, None) {}
+                crate::clock::now_ns()
+            })
+            .await
+            .ok(),
+            None => None,
         };
         loop {
             match child.lock().expect("child lock").try_wait() {
                 Ok(Some(status)) => {
-                    return format!("the server process exited during the run ({status})");
+                    return (
+                        format!("the server process exited during the run ({status})"),
+                        died_at.unwrap_or_else(crate::clock::now_ns),
+                    );
                 }
                 Ok(None) => {}
-                Err(e) => return format!("lost track of the server process: {e}"),
+                Err(e) => {
+                    return (
+                        format!("lost track of the server process: {e}"),
+                        died_at.unwrap_or_else(crate::clock::now_ns),
+                    );
+                }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Without a pidfd this polls; with one, the exit status is
+            // about to be ready.
+            tokio::time::sleep(Duration::from_millis(if died_at.is_some() {
+                1
+            } else {
+                10
+            }))
+            .await;
         }
     }
 

@@ -360,8 +360,9 @@ pub async fn connect_tcp(
     socket
         .bind(SocketAddr::new(source, 0))
         .map_err(ClientError::Connect)?;
-    counters.connections.fetch_add(1, Ordering::Relaxed);
     let stream = socket.connect(target).await.map_err(ClientError::Connect)?;
+    // Connections opened, not attempts: a refused connect is an error.
+    counters.connections.fetch_add(1, Ordering::Relaxed);
     stream.set_nodelay(true).map_err(ClientError::Connect)?;
     Ok(CountingStream::new(stream, counters.clone()))
 }

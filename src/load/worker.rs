@@ -26,9 +26,17 @@ pub struct Worker {
 
 impl Worker {
     /// Waits for the worker's clients to end (they end when the run's stop
-    /// signal fires) and returns what it measured.
-    pub fn join(self) -> WorkerReport {
-        self.handle.join().unwrap_or_else(|_| WorkerReport::empty())
+    /// signal fires) and returns what it measured; `Err` with the panic's
+    /// message if the worker thread panicked (its figures are lost, so the
+    /// run is incomplete).
+    pub fn join(self) -> Result<WorkerReport, String> {
+        self.handle.join().map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        })
     }
 }
 

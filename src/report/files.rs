@@ -123,19 +123,28 @@ impl Reporter for WindowHistogramLog {
             .collect();
         let mut entries = Vec::new();
         for (run, tags) in results.runs.iter().zip(&tags) {
-            let start = Duration::from_nanos(
-                run.phases.measure_start_ns.unwrap_or(run.phases.base_ns) - run.phases.base_ns,
+            // Every entry is stamped with its own transport's times, on the
+            // log's base time (the first transport's start).
+            let offset = run
+                .started_at
+                .duration_since(first.started_at)
+                .unwrap_or_default();
+            let p = &run.phases;
+            let since_base = |ns: Option<u64>| {
+                offset + Duration::from_nanos(ns.unwrap_or(p.base_ns).saturating_sub(p.base_ns))
+            };
+            let measured = (
+                since_base(p.measure_start_ns),
+                since_base(p.measure_end_ns).saturating_sub(since_base(p.measure_start_ns)),
             );
-            let length = Duration::from_nanos(
-                run.phases
-                    .measure_end_ns
-                    .unwrap_or(run.phases.base_ns)
-                    .saturating_sub(run.phases.measure_start_ns.unwrap_or(run.phases.base_ns)),
-            );
+            // Connections are timed over the whole run, reconnects included.
+            let end = p.drain_end_ns.or(p.measure_end_ns).or(p.connected_ns);
+            let whole = (offset, since_base(end).saturating_sub(offset));
             let r = &run.report;
-            for (tag, h) in tags
+            for ((tag, h), (start, length)) in tags
                 .iter()
                 .zip([&r.latency, &r.latency_published, &r.connect])
+                .zip([measured, measured, whole])
             {
                 entries.push((start, length, Some(tag.as_str()), h));
             }

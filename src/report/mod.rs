@@ -11,6 +11,7 @@ pub mod charts;
 pub mod files;
 mod html;
 mod markdown;
+pub mod merge;
 pub mod saved;
 pub mod summary;
 mod table;

@@ -34,6 +34,9 @@ pub struct Summary {
     pub pushbench: Build,
     pub environment: Environment,
     pub scenario: Scenario,
+    /// Reasons to distrust or qualify every figure of the run.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub transports: Vec<TransportSummary>,
 }
 
@@ -66,7 +69,7 @@ pub struct TransportSummary {
     #[serde(default)]
     pub client_messages: Option<ClientMessageFigures>,
     /// Over the whole subscription of every client, drain included.
-    pub delivery: DeliveryCounts,
+    pub delivery: Delivery,
     pub cost: Cost,
     pub processes: Processes,
     /// The whole machine during the measured window (every process, the
@@ -78,6 +81,51 @@ pub struct TransportSummary {
     pub errors: BTreeMap<String, u64>,
     /// Files of this transport in the results directory.
     pub files: Files,
+}
+
+/// Delivery counts over every client. `expected` and `lost` need the
+/// server's final sequence number per topic: when the server died before
+/// it could say, they cannot be known and are null (shown as "unknown"),
+/// never a number that only covers what the clients happened to see.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct Delivery {
+    /// Events published on the clients' topics while they were subscribed.
+    pub expected: Option<u64>,
+    /// Distinct expected events that arrived.
+    pub delivered: u64,
+    /// `expected - delivered`: never arrived (including `missed_reported`).
+    pub lost: Option<u64>,
+    /// Arrivals of an event already delivered.
+    pub duplicated: u64,
+    /// Events that arrived after a later event of the same topic.
+    pub out_of_order: u64,
+    /// Events the server said had left its buffer before it could send them.
+    pub missed_reported: u64,
+    /// Events for topics a client never subscribed to, or from before its
+    /// subscription began.
+    pub unexpected: u64,
+}
+
+impl Delivery {
+    /// `known`: whether the server's final heads were read.
+    pub fn of(d: &DeliveryCounts, known: bool) -> Delivery {
+        Delivery {
+            expected: known.then_some(d.expected),
+            delivered: d.delivered,
+            lost: known.then_some(d.lost),
+            duplicated: d.duplicated,
+            out_of_order: d.out_of_order,
+            missed_reported: d.missed_reported,
+            unexpected: d.unexpected,
+        }
+    }
+}
+
+/// A count that may be unknown, for tables and charts.
+pub fn count_or_unknown(v: Option<u64>) -> String {
+    v.map_or_else(|| "unknown".into(), |v| v.to_string())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -351,7 +399,8 @@ impl TransportSummary {
         };
         warnings.extend(machine.iter().flat_map(MachineFigures::warnings));
         let d = &run.report.delivery;
-        if d.lost > 0 || d.duplicated > 0 || d.out_of_order > 0 {
+        let heads_known = run.server_stats.is_some();
+        if (heads_known && d.lost > 0) || d.duplicated > 0 || d.out_of_order > 0 {
             warnings.push(format!(
                 "delivery was not exactly-once in order: {} lost ({} reported missed by the server), {} duplicated, {} out of order",
                 d.lost, d.missed_reported, d.duplicated, d.out_of_order
@@ -359,7 +408,7 @@ impl TransportSummary {
         }
         if run.server_stats.is_none() {
             warnings.push(
-                "the server's final sequence numbers are unknown, so `expected` and `lost` only cover events up to the newest each client saw"
+                "the server's final sequence numbers are unknown (it stopped answering), so `expected` and `lost` cannot be known and are shown as unknown"
                     .into(),
             );
         }
@@ -429,7 +478,7 @@ impl TransportSummary {
                     received_by_server: received_by_server(run),
                 }
             }),
-            delivery: run.report.delivery,
+            delivery: Delivery::of(&run.report.delivery, run.server_stats.is_some()),
             cost: Cost {
                 bytes_down_per_event: per_event(counters.bytes_down as f64, events),
                 bytes_up_per_event: per_event(counters.bytes_up as f64, events),
@@ -492,6 +541,7 @@ impl Summary {
             pushbench: crate::environment::build(),
             environment,
             scenario: scenario.clone(),
+            warnings: Vec::new(),
             transports: outcome
                 .transports
                 .iter()

@@ -1,12 +1,48 @@
 //! The comparison rows, shared by the terminal table, report.md and
 //! report.html so the three always show the same figures.
 
-use super::summary::TransportSummary;
+use super::summary::{Percentiles, TransportSummary, count_or_unknown};
 
 pub type Row = (&'static str, fn(&TransportSummary) -> String);
 
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+/// Fewer samples than this beyond a percentile (above p99, say) make it
+/// the luck of a few events: such a figure is marked with [`FEW`].
+pub const MIN_SAMPLES_BEYOND: f64 = 10.0;
+/// Per-event figures over fewer events than this are marked with [`FEW`].
+pub const MIN_EVENTS: u64 = 1000;
+/// The mark of a figure from too few samples (see the notices).
+pub const FEW: &str = " *";
+
+/// A percentile of a histogram that may be empty (a transport stopped
+/// before its window, say): "n/a", never 0.00 ms; marked when fewer than
+/// [`MIN_SAMPLES_BEYOND`] samples lie beyond quantile `q`.
+fn pct(p: &Percentiles, q: f64, f: fn(&Percentiles) -> u64) -> String {
+    if p.count == 0 {
+        "n/a".into()
+    } else if (p.count as f64) * (1.0 - q) < MIN_SAMPLES_BEYOND {
+        ms(f(p)) + FEW
+    } else {
+        ms(f(p))
+    }
+}
+
+/// A per-event figure, marked when it comes from fewer than [`MIN_EVENTS`].
+fn per_event(t: &TransportSummary, v: Option<f64>, digits: usize, unit: &str) -> String {
+    let s = opt(v, digits, unit);
+    if v.is_some() && t.throughput.delivered_in_window < MIN_EVENTS {
+        s + FEW
+    } else {
+        s
+    }
+}
+
+/// True when some figure of `t` carries the [`FEW`] mark.
+pub fn has_few_samples(t: &TransportSummary) -> bool {
+    ROWS.iter().any(|(_, f)| f(t).ends_with(FEW))
 }
 
 fn opt(v: Option<f64>, digits: usize, unit: &str) -> String {
@@ -24,58 +60,68 @@ pub const ROWS: &[Row] = &[
     ("delivered events/s", |t| {
         format!("{:.0}", t.throughput.delivered_per_s)
     }),
-    ("latency p50", |t| ms(t.latency_us.p50)),
-    ("latency p90", |t| ms(t.latency_us.p90)),
-    ("latency p99", |t| ms(t.latency_us.p99)),
-    ("latency p99.9", |t| ms(t.latency_us.p99_9)),
-    ("latency p99.99", |t| ms(t.latency_us.p99_99)),
-    ("latency max", |t| ms(t.latency_us.max)),
+    ("latency samples", |t| t.latency_us.count.to_string()),
+    ("latency p50", |t| pct(&t.latency_us, 0.5, |p| p.p50)),
+    ("latency p90", |t| pct(&t.latency_us, 0.9, |p| p.p90)),
+    ("latency p99", |t| pct(&t.latency_us, 0.99, |p| p.p99)),
+    ("latency p99.9", |t| pct(&t.latency_us, 0.999, |p| p.p99_9)),
+    ("latency p99.99", |t| {
+        pct(&t.latency_us, 0.9999, |p| p.p99_99)
+    }),
+    ("latency max", |t| pct(&t.latency_us, 1.0, |p| p.max)),
     ("latency mean", |t| {
-        format!("{:.2} ms", t.latency_us.mean / 1000.0)
+        if t.latency_us.count == 0 {
+            "n/a".into()
+        } else {
+            format!("{:.2} ms", t.latency_us.mean / 1000.0)
+        }
     }),
     ("  uncorrected p50 (from publish)", |t| {
-        ms(t.latency_from_publish_us.p50)
+        pct(&t.latency_from_publish_us, 0.5, |p| p.p50)
     }),
     ("  uncorrected p99 (from publish)", |t| {
-        ms(t.latency_from_publish_us.p99)
+        pct(&t.latency_from_publish_us, 0.99, |p| p.p99)
     }),
     ("echo round trip p50", |t| {
         t.echo_us
             .as_ref()
-            .map_or_else(|| "n/a".into(), |e| ms(e.p50))
+            .map_or_else(|| "n/a".into(), |e| pct(e, 0.5, |p| p.p50))
     }),
     ("echo round trip p99", |t| {
         t.echo_us
             .as_ref()
-            .map_or_else(|| "n/a".into(), |e| ms(e.p99))
+            .map_or_else(|| "n/a".into(), |e| pct(e, 0.99, |p| p.p99))
     }),
     ("client messages sent / failed", |t| {
         t.client_messages
             .as_ref()
             .map_or_else(|| "n/a".into(), |m| format!("{} / {}", m.sent, m.failed))
     }),
-    ("expected events", |t| t.delivery.expected.to_string()),
+    ("expected events", |t| count_or_unknown(t.delivery.expected)),
     ("delivered", |t| t.delivery.delivered.to_string()),
-    ("lost", |t| t.delivery.lost.to_string()),
+    ("lost", |t| count_or_unknown(t.delivery.lost)),
     ("duplicated", |t| t.delivery.duplicated.to_string()),
     ("out of order", |t| t.delivery.out_of_order.to_string()),
+    ("events in window", |t| {
+        t.throughput.delivered_in_window.to_string()
+    }),
     ("bytes down / event", |t| {
-        opt(t.cost.bytes_down_per_event, 1, " B")
+        per_event(t, t.cost.bytes_down_per_event, 1, " B")
     }),
     ("bytes up / event", |t| {
-        opt(t.cost.bytes_up_per_event, 1, " B")
+        per_event(t, t.cost.bytes_up_per_event, 1, " B")
     }),
     ("HTTP requests / event", |t| {
-        opt(t.cost.requests_per_event, 3, "")
+        per_event(t, t.cost.requests_per_event, 3, "")
     }),
     ("connections opened", |t| {
         t.cost.connections_opened.to_string()
     }),
     ("server CPU / event", |t| {
-        opt(t.cost.server_cpu_us_per_event, 2, " µs")
+        per_event(t, t.cost.server_cpu_us_per_event, 2, " µs")
     }),
     ("generator CPU / event", |t| {
-        opt(t.cost.generator_cpu_us_per_event, 2, " µs")
+        per_event(t, t.cost.generator_cpu_us_per_event, 2, " µs")
     }),
     ("server memory / connection", |t| {
         opt(
@@ -92,9 +138,9 @@ pub const ROWS: &[Row] = &[
     ("generator peak RSS", |t| {
         mib(t.processes.generator_peak_rss_bytes)
     }),
-    ("connect p50", |t| ms(t.connect_us.p50)),
-    ("connect p99", |t| ms(t.connect_us.p99)),
-    ("connect max", |t| ms(t.connect_us.max)),
+    ("connect p50", |t| pct(&t.connect_us, 0.5, |p| p.p50)),
+    ("connect p99", |t| pct(&t.connect_us, 0.99, |p| p.p99)),
+    ("connect max", |t| pct(&t.connect_us, 1.0, |p| p.max)),
     ("client errors", |t| {
         t.errors.values().sum::<u64>().to_string()
     }),

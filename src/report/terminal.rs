@@ -36,6 +36,9 @@ pub fn notices(summary: &Summary) -> Vec<String> {
     if let Some(reason) = &summary.incomplete_reason {
         lines.push(format!("INCOMPLETE run: {reason}"));
     }
+    for w in &summary.warnings {
+        lines.push(format!("warning: {w}"));
+    }
     for t in &summary.transports {
         for w in &t.warnings {
             lines.push(format!("warning: {}: {w}", t.transport));
@@ -43,6 +46,14 @@ pub fn notices(summary: &Summary) -> Vec<String> {
         if let Some(reason) = &t.incomplete_reason {
             lines.push(format!("INCOMPLETE: {}: {reason}", t.transport));
         }
+    }
+    if summary.transports.iter().any(super::table::has_few_samples) {
+        lines.push(format!(
+            "*: from too few samples to rely on: a percentile with fewer than {} samples beyond it (p99 needs {} samples), or a per-event figure over fewer than {} events",
+            super::table::MIN_SAMPLES_BEYOND,
+            (super::table::MIN_SAMPLES_BEYOND / 0.01) as u64,
+            super::table::MIN_EVENTS
+        ));
     }
     lines
 }

@@ -120,6 +120,39 @@ fn a_tiny_run_writes_complete_results_for_both_transports() {
             "V2 compressed histograms"
         );
     }
+    // The timeline's measure rows cover exactly the measured window: their
+    // sums are the summary's figures, up to the events received in the
+    // moment a worker's second ticks late (its timer, well under 1%).
+    let rows = pushbench::report::files::read_timeline(&results.join("timeline.csv")).unwrap();
+    for t in transports {
+        let name = t["transport"].as_str().unwrap();
+        let measure: Vec<_> = rows
+            .iter()
+            .filter(|r| r.transport.name() == name && r.phase == "measure")
+            .collect();
+        assert_eq!(
+            measure.len() as f64,
+            t["throughput"]["window_s"].as_f64().unwrap().round(),
+            "{name}: one measure row per second of the window"
+        );
+        let delivered: u64 = measure.iter().map(|r| r.delivered).sum();
+        let in_window = t["throughput"]["delivered_in_window"].as_u64().unwrap();
+        let diff = delivered.abs_diff(in_window) as f64;
+        assert!(
+            diff <= 2.0 + in_window as f64 * 0.01,
+            "{name}: timeline says {delivered} delivered in the window, the summary {in_window}"
+        );
+        assert!(
+            measure.iter().all(|r| r.machine_busy_pct.is_some()),
+            "{name}: every second has its machine sample"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.transport.name() == name && r.phase == "drain"),
+            "{name}: drain rows"
+        );
+        assert!(t["machine"]["samples"].as_u64().unwrap() >= 1, "{t}");
+    }
     let timeline = std::fs::read_to_string(results.join("timeline.csv")).unwrap();
     assert!(
         timeline
@@ -188,4 +221,71 @@ fn every_bundled_scenario_is_valid_and_runs_every_transport_it_can() {
         seen >= 5,
         "stock_ticker, chat, gaming, notifications, progress and more"
     );
+}
+
+#[test]
+fn a_server_killed_mid_window_leaves_lost_unknown_and_the_window_closed_at_its_death() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("killed.toml");
+    let text = crate::util::tiny_scenario("\"websocket\"", "json").replace("1500ms", "20s");
+    std::fs::write(&scenario, text).unwrap();
+    let child = pushbench()
+        .args([
+            "run",
+            "--quiet",
+            scenario.to_str().unwrap(),
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server is the run's only child process; kill it a few seconds
+    // into the measured window.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let server: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let killed_at = std::time::Instant::now();
+    nix_kill(server);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("summary.json")).unwrap()).unwrap();
+    let t = &summary["transports"][0];
+    assert_eq!(summary["complete"], false);
+    assert!(t["delivery"]["lost"].is_null(), "{t}");
+    assert!(t["delivery"]["expected"].is_null(), "{t}");
+    assert!(t["delivery"]["delivered"].as_u64().unwrap() > 0, "{t}");
+    // The window closed at the death, not 20 s later nor at the next poll.
+    let window = t["throughput"]["window_s"].as_f64().unwrap();
+    assert!(window > 0.0 && window < 4.0, "window {window} s");
+    assert!(killed_at.elapsed().as_secs() < 15);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(" lost ") && l.contains("unknown")),
+        "{table}"
+    );
+}
+
+fn nix_kill(pid: i32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

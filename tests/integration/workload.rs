@@ -270,16 +270,14 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
         tls_cert_pem: None,
     };
     let interrupt = CancellationToken::new();
-    let stopper = interrupt.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        stopper.cancel();
-    });
+    // Interrupted a second into the measured window, however slowly the
+    // machine got there (a fixed delay from the start raced the connect
+    // phase on a starved machine).
     let outcome = runner::run_scenario(
         &scenario,
         &launch,
         &interrupt,
-        std::sync::Arc::new(pushbench::progress::Silent),
+        std::sync::Arc::new(InterruptInMeasure(interrupt.clone())),
     )
     .await;
     assert_eq!(outcome.ending, Ending::Interrupted);
@@ -299,4 +297,22 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
         run.report.delivery.delivered > 0,
         "what was measured is kept"
     );
+}
+
+/// Progress that presses Ctrl-C (cancels) one second into the first
+/// measured window.
+struct InterruptInMeasure(CancellationToken);
+
+impl pushbench::progress::Progress for InterruptInMeasure {
+    fn phase(&self, _: TransportKind, phase: pushbench::progress::Phase, _: Duration, _: &str) {
+        if phase == pushbench::progress::Phase::Measure {
+            let stopper = self.0.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stopper.cancel();
+            });
+        }
+    }
+    fn live(&self, _: &pushbench::progress::Live) {}
+    fn done(&self, _: TransportKind, _: &str) {}
 }

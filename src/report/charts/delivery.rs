@@ -5,16 +5,18 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{DrawResult, axis_font, colour, label_font, legend, transports};
-use crate::load::tracker::DeliveryCounts;
 use crate::report::saved::Saved;
+use crate::report::summary::{Delivery, count_or_unknown};
 
-type Count = (&'static str, fn(&DeliveryCounts) -> u64);
+/// A count per bar; `None` (lost, when the server's final heads are
+/// unknown) is drawn as no bar, labelled "unknown".
+type Count = (&'static str, fn(&Delivery) -> Option<u64>);
 
 const COUNTS: [Count; 4] = [
     ("lost", |d| d.lost),
-    ("duplicated", |d| d.duplicated),
-    ("out of order", |d| d.out_of_order),
-    ("missed (reported by server)", |d| d.missed_reported),
+    ("duplicated", |d| Some(d.duplicated)),
+    ("out of order", |d| Some(d.out_of_order)),
+    ("missed (reported by server)", |d| Some(d.missed_reported)),
 ];
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
@@ -26,7 +28,11 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         .iter()
         .map(|t| {
             (
-                format!("{} ({} events expected)", t.transport, t.delivery.expected),
+                format!(
+                    "{} ({} events expected)",
+                    t.transport,
+                    count_or_unknown(t.delivery.expected)
+                ),
                 colour(t.transport),
                 false,
             )
@@ -37,7 +43,7 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         .summary
         .transports
         .iter()
-        .flat_map(|t| COUNTS.iter().map(move |(_, f)| f(&t.delivery)))
+        .flat_map(|t| COUNTS.iter().filter_map(move |(_, f)| f(&t.delivery)))
         .max()
         .unwrap_or(0);
     // Whole events: an integer axis, tall enough to show zeros as zeros.
@@ -70,13 +76,14 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         for (i, t) in saved.summary.transports.iter().enumerate() {
             let width = 0.7 / n;
             let x0 = c as f64 + 0.15 + i as f64 * width;
-            let v = count(&t.delivery);
+            let known = count(&t.delivery);
+            let v = known.unwrap_or(0);
             chart.draw_series(std::iter::once(Rectangle::new(
                 [(x0, 0), (x0 + width * 0.9, v)],
                 colour(t.transport).filled(),
             )))?;
             chart.draw_series(std::iter::once(Text::new(
-                v.to_string(),
+                count_or_unknown(known),
                 (x0 + width * 0.3, v + (y_max / 12).max(1)),
                 axis_font(),
             )))?;
