@@ -57,6 +57,11 @@ enum Command {
         /// Run every transport over TLS, as `tls = true` in the scenario does.
         #[arg(long)]
         tls: bool,
+        /// Run the whole comparison this many times, transports
+        /// interleaved (A B C, A B C, …), and report every figure as median
+        /// and range over the repetitions.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
         /// Internal: this process is one transport's generator of a larger
         /// run; write the data files only (no table, no charts).
         #[arg(long, hide = true)]
@@ -160,8 +165,17 @@ async fn dispatch(cli: Cli) -> u8 {
             transports,
             quiet,
             tls,
+            repeat,
             part,
-        } => run(&scenario, &results_dir, transports, quiet, tls, part).await,
+        } => {
+            let how = RunHow {
+                quiet,
+                tls,
+                repeat,
+                part,
+            };
+            run(&scenario, &results_dir, transports, how).await
+        }
         Command::Serve {
             listen,
             encoding,
@@ -170,6 +184,21 @@ async fn dispatch(cli: Cli) -> u8 {
             min_open_files,
             tls_cert_out,
         } => {
+            // A zero heartbeat panicked on the first WebSocket client (and
+            // spun SSE streams on comments); a zero buffer holds no event.
+            if heartbeat < Duration::from_millis(100) {
+                eprintln!(
+                    "error: --heartbeat {}: allowed is 100ms or more (e.g. --heartbeat 15s)",
+                    humantime::format_duration(heartbeat)
+                );
+                return exit::BAD_INPUT;
+            }
+            if !(1..=1_000_000).contains(&buffer_per_topic) {
+                eprintln!(
+                    "error: --buffer-per-topic {buffer_per_topic}: allowed is 1 to 1000000 events"
+                );
+                return exit::BAD_INPUT;
+            }
             let config = ServerConfig {
                 encoding,
                 buffer_per_topic,
@@ -367,14 +396,21 @@ fn results_path(root: &Path, name: &str, started_at_utc: &str) -> PathBuf {
     dir
 }
 
-async fn run(
-    path: &Path,
-    results_dir: &Path,
-    transports: Vec<TransportKind>,
+/// How `run` runs, from its flags.
+struct RunHow {
     quiet: bool,
     tls: bool,
+    repeat: u32,
     part: bool,
-) -> u8 {
+}
+
+async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, how: RunHow) -> u8 {
+    let RunHow {
+        quiet,
+        tls,
+        repeat,
+        part,
+    } = how;
     let mut scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -444,13 +480,14 @@ async fn run(
     if let Err(w) = &concurrent {
         eprintln!("warning: {w}");
     }
-    if !part && scenario.transports.len() > 1 {
+    if !part && (scenario.transports.len() > 1 || repeat > 1) {
         let parts = Parts {
             path,
             scenario: &scenario,
             exe: &exe,
             quiet,
             tls,
+            repeat,
         };
         return run_in_parts(parts, results_dir, &interrupt, concurrent).await;
     }
@@ -517,12 +554,17 @@ struct Parts<'a> {
     exe: &'a Path,
     quiet: bool,
     tls: bool,
+    repeat: u32,
 }
 
 /// Runs each transport in a generator process of its own (`run --part`),
 /// like the server: nothing one transport leaves behind (heap, caches,
 /// peak RSS, threads) carries into the next, whatever the order. Then
-/// joins their results directories into one and reports on it.
+/// joins their results directories into one and reports on it. With
+/// `--repeat N`, the whole comparison runs N times, transports interleaved
+/// (A B C, A B C, …, so drift hits every transport alike), each repetition
+/// in a results directory of its own, and the figures are reported as
+/// median and range over the repetitions.
 async fn run_in_parts(
     p: Parts<'_>,
     results_dir: &Path,
@@ -544,9 +586,97 @@ async fn run_in_parts(
     ));
     let mut environment = crate::environment::environment();
     environment.reference_steps_ns = environment.reference_step_ns.into_iter().collect();
-    let mut parts = Vec::new();
+    let mut done = Vec::new();
     let mut ending = Ending::Complete;
+    for r in 1..=p.repeat {
+        let (parts, rep_ending) =
+            run_parts_once(&p, &parts_root.join(r.to_string()), interrupt).await;
+        if parts.is_empty() {
+            eprintln!("error: no transport wrote any results");
+            ending = match rep_ending {
+                Ending::Complete => Ending::Failed("no results".into()),
+                other => other,
+            };
+            break;
+        }
+        let rep_dir = if p.repeat == 1 {
+            dir.clone()
+        } else {
+            dir.join(format!("repeat-{r}"))
+        };
+        let mut skeleton = Summary::header(
+            p.scenario,
+            &rep_ending,
+            started_at_utc.clone(),
+            environment.clone(),
+        );
+        skeleton.warnings.extend(concurrent.clone());
+        match report::merge::join_parts(&parts, &rep_dir, skeleton) {
+            Ok(summary) => done.push((rep_dir, summary)),
+            Err(e) => {
+                eprintln!(
+                    "error: the parts of this run are in {}, but could not be joined: {e:#}",
+                    parts_root.display()
+                );
+                return exit::FAILED;
+            }
+        }
+        if rep_ending != Ending::Complete {
+            ending = rep_ending;
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&parts_root);
+    if p.repeat == 1 {
+        return match done.pop() {
+            Some((dir, summary)) => finish(&summary, &dir, ending),
+            None => ending_code(ending),
+        };
+    }
+    for (rep_dir, _) in &done {
+        if let Err(e) = report::render(rep_dir) {
+            eprintln!(
+                "error: {}: the report could not be rendered: {e:#}",
+                rep_dir.display()
+            );
+        }
+    }
+    let summaries: Vec<Summary> = done.into_iter().map(|(_, s)| s).collect();
+    let table = report::repeat::render(&summaries);
+    println!("{table}");
+    for line in summaries.iter().flat_map(report::notices) {
+        println!("{line}");
+    }
+    let path = dir.join("repetitions.md");
+    if let Err(e) = std::fs::write(
+        &path,
+        format!(
+            "# {}: {} repetitions\n\n{table}\n",
+            p.scenario.name,
+            summaries.len()
+        ),
+    ) {
+        eprintln!("error: writing {}: {e}", path.display());
+    }
+    println!("results: {} (one directory per repetition)", dir.display());
+    if let Ending::Failed(reason) = &ending {
+        eprintln!("error: the run stopped early: {reason}");
+    }
+    ending_code(ending)
+}
+
+/// One pass over the scenario's transports, each in its own generator
+/// process: the results directories written, and how the pass ended.
+async fn run_parts_once(
+    p: &Parts<'_>,
+    parts_root: &Path,
+    interrupt: &CancellationToken,
+) -> (Vec<PathBuf>, Ending) {
+    let mut parts = Vec::new();
     for t in &p.scenario.transports {
+        if interrupt.is_cancelled() {
+            return (parts, Ending::Interrupted);
+        }
         let out = parts_root.join(t.name());
         let mut cmd = tokio::process::Command::new(p.exe);
         cmd.arg("run")
@@ -561,17 +691,30 @@ async fn run_in_parts(
         if p.tls {
             cmd.arg("--tls");
         }
-        // Ctrl-C reaches the part too (same process group): it stops and
-        // writes what it measured, and this waits for that.
-        let status = cmd.status().await;
+        // Ctrl-C at a terminal reaches the part too (same process group);
+        // an interrupt sent to this process alone is passed on. Either way
+        // the part stops, writes what it measured, and this waits for it.
+        let status = match cmd.spawn() {
+            Ok(mut child) => {
+                tokio::select! {
+                    status = child.wait() => status,
+                    () = interrupt.cancelled() => {
+                        if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+                        }
+                        child.wait().await
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         let written = std::fs::read_dir(&out)
             .ok()
             .and_then(|entries| entries.flatten().map(|e| e.path()).find(|d| d.is_dir()));
         parts.extend(written.clone());
         let code = status.as_ref().ok().and_then(|s| s.code());
         if interrupt.is_cancelled() || code == Some(exit::INTERRUPTED as i32) {
-            ending = Ending::Interrupted;
-            break;
+            return (parts, Ending::Interrupted);
         }
         if code != Some(exit::OK as i32) {
             let why = match (&status, written) {
@@ -581,35 +724,8 @@ async fn run_in_parts(
                     format!("{t}: its generator process ended with {s} and wrote no results")
                 }
             };
-            ending = Ending::Failed(why);
-            break;
+            return (parts, Ending::Failed(why));
         }
     }
-    let skeleton = Summary {
-        schema_version: report::summary::SCHEMA_VERSION,
-        complete: ending == Ending::Complete,
-        incomplete_reason: match &ending {
-            Ending::Complete => None,
-            Ending::Interrupted => Some("interrupted by the user".into()),
-            Ending::Failed(reason) => Some(reason.clone()),
-        },
-        started_at_utc,
-        pushbench: crate::environment::build(),
-        environment,
-        scenario: p.scenario.clone(),
-        warnings: concurrent.into_iter().collect(),
-        transports: Vec::new(),
-    };
-    let summary = match report::merge::join_parts(&parts, &dir, skeleton) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "error: the parts of this run are in {}, but could not be joined: {e:#}",
-                parts_root.display()
-            );
-            return exit::FAILED;
-        }
-    };
-    let _ = std::fs::remove_dir_all(&parts_root);
-    finish(&summary, &dir, ending)
+    (parts, Ending::Complete)
 }

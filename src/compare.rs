@@ -128,7 +128,7 @@ impl fmt::Display for Verdict {
 
 /// One side's values of one figure: one per run.
 #[derive(Clone, Debug, Default)]
-pub struct Values(Vec<f64>);
+pub struct Values(pub Vec<f64>);
 
 impl Values {
     pub fn median(&self) -> f64 {
@@ -159,7 +159,8 @@ impl Values {
         }
     }
 
-    fn show(&self, unit: &str) -> String {
+    /// "median unit [min–max] n=runs", or the one value, or "n/a".
+    pub fn show(&self, unit: &str) -> String {
         match self.0.len() {
             0 => "n/a".into(),
             1 => format!("{} {unit}", num(self.0[0])),
@@ -204,8 +205,17 @@ pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> f64 {
     let observed = u(a, b);
     let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
     let (n, k) = (pooled.len(), b.len());
-    if n > 24 || k == 0 || k == n {
+    if k == 0 || k == n {
         return 1.0;
+    }
+    if n > 20 {
+        // Too many splits to count (C(24, 12) = 2.7 million): the normal
+        // approximation of U, with a continuity correction, is close there.
+        let (na, nb) = (a.len() as f64, b.len() as f64);
+        let mean = na * nb / 2.0;
+        let sd = (na * nb * (na + nb + 1.0) / 12.0).sqrt();
+        let z = (observed - 0.5 - mean) / sd;
+        return 0.5 * erfc(z / std::f64::consts::SQRT_2);
     }
     let (mut at_least, mut total) = (0u64, 0u64);
     for mask in 0u32..(1 << n) {
@@ -226,6 +236,18 @@ pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> f64 {
         }
     }
     at_least as f64 / total as f64
+}
+
+/// The complementary error function (Abramowitz and Stegun 7.1.26, error
+/// below 1.5e-7): enough for a p-value compared with 0.05.
+fn erfc(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erfc = poly * (-x * x).exp();
+    if x >= 0.0 { erfc } else { 2.0 - erfc }
 }
 
 /// How a figure is judged.
@@ -465,12 +487,27 @@ pub fn compare(
 ) -> anyhow::Result<Vec<Check>> {
     th.validate().map_err(anyhow::Error::msg)?;
     let name = &baseline.runs[0].scenario.name;
+    let workload = scenario_without_transports(&baseline.runs[0].scenario);
     for (side, which) in [(baseline, "baseline"), (current, "current")] {
         for s in &side.runs {
             if &s.scenario.name != name {
                 bail!(
                     "not the same scenario: the baseline ran {name:?}, a {which} run ran {:?} ({})",
                     s.scenario.name,
+                    side.path.display()
+                );
+            }
+            let mut differs = Vec::new();
+            differing_keys(
+                &workload,
+                &scenario_without_transports(&s.scenario),
+                "",
+                &mut differs,
+            );
+            if !differs.is_empty() {
+                bail!(
+                    "not the same workload: scenario {name:?} differs in {} between the baseline and a {which} run ({}); refresh the baseline",
+                    differs.join(", "),
                     side.path.display()
                 );
             }
@@ -483,7 +520,6 @@ pub fn compare(
             }
         }
     }
-    let ab = baseline.runs.len() >= AB_MIN_RUNS && current.runs.len() >= AB_MIN_RUNS;
     let single = baseline.runs.len() == 1 && current.runs.len() == 1;
     let machines = if single {
         different_machines(&baseline.runs[0], &current.runs[0])
@@ -551,6 +587,9 @@ pub fn compare(
                     max_spread_pct,
                     tail,
                 } => {
+                    // A/B counts the runs that have this figure.
+                    let ab = check.baseline.0.len() >= AB_MIN_RUNS
+                        && check.current.0.len() >= AB_MIN_RUNS;
                     if ab {
                         judge_ab(&mut check, higher_is_better, floor_pct, max_spread_pct);
                     } else if single {
@@ -580,6 +619,35 @@ pub fn compare(
         }
     }
     Ok(checks)
+}
+
+fn scenario_without_transports(s: &crate::scenario::Scenario) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("transports");
+    }
+    v
+}
+
+/// The keys whose values differ between `a` and `b`, dotted; keys only one
+/// side has (a setting newer than the other build) are not differences.
+fn differing_keys(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            for (k, va) in a {
+                if let Some(vb) = b.get(k) {
+                    let key = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    differing_keys(va, vb, &key, out);
+                }
+            }
+        }
+        _ if a != b => out.push(at.to_string()),
+        _ => {}
+    }
 }
 
 /// Every run's figures of one transport; an error names the run without it.
@@ -884,6 +952,15 @@ mod tests {
         // Of 4 and 4: 1 in 70.
         let p = mann_whitney_greater(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]);
         assert!((p - 1.0 / 70.0).abs() < 1e-12);
+        // Many runs: the normal approximation, still tiny for separation and
+        // near one half for interleaved sides.
+        let a: Vec<f64> = (0..15).map(f64::from).collect();
+        let b: Vec<f64> = (15..30).map(f64::from).collect();
+        assert!(mann_whitney_greater(&a, &b) < 1e-4);
+        let even: Vec<f64> = (0..15).map(|i| f64::from(2 * i)).collect();
+        let odd: Vec<f64> = (0..15).map(|i| f64::from(2 * i + 1)).collect();
+        let p = mann_whitney_greater(&even, &odd);
+        assert!(p > 0.3 && p < 0.7, "{p}");
         // The other way round is as unlikely as it gets.
         assert_eq!(
             mann_whitney_greater(&[4.0, 5.0, 6.0], &[1.0, 2.0, 3.0]),
@@ -1072,6 +1149,13 @@ mod tests {
         let mut incomplete = b.clone();
         incomplete.complete = false;
         assert!(go(&b, &incomplete).is_err());
+        let mut heavier = b.clone();
+        heavier.scenario.publish.rate *= 2.0;
+        let e = go(&b, &heavier).unwrap_err().to_string();
+        assert!(
+            e.contains("not the same workload") && e.contains("publish.rate"),
+            "{e}"
+        );
         let bad = Thresholds {
             noise_pct: f64::NAN,
             ..Thresholds::default()

@@ -70,7 +70,12 @@ impl Environment {
         }
         let mut sorted = steps.clone();
         sorted.sort_unstable();
-        self.reference_step_ns = Some(sorted[sorted.len() / 2]);
+        let n = sorted.len();
+        self.reference_step_ns = Some(if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        });
         self.reference_steps_ns = steps;
     }
 

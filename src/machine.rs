@@ -95,6 +95,10 @@ fn generator_wait_ns() -> Option<u64> {
     Some(sum)
 }
 
+/// Fewest clock ticks (all CPUs together; 100 a second per CPU) a sample
+/// must span to give a meaningful share.
+const MIN_TICKS: u64 = 20;
+
 fn pct(part: u64, total: u64) -> f64 {
     if total == 0 {
         0.0
@@ -132,6 +136,12 @@ impl Sampler {
                     let wait_now = generator_wait_ns();
                     if let Some(prev) = last {
                         let total = now.total.saturating_sub(prev.total);
+                        // A sampler that woke late leaves the next second a
+                        // sliver of a few clock ticks, whose busy share reads
+                        // 0%, 50% or 100%: it is folded into the next sample.
+                        if total < MIN_TICKS {
+                            continue;
+                        }
                         samples.push(MachineSample {
                             second,
                             busy_pct: pct(now.busy.saturating_sub(prev.busy), total),

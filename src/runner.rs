@@ -332,7 +332,8 @@ async fn run_transport(
             // event) cover what was measured, not the time it took to notice.
             if run.window_start.is_some() && run.window_end.is_none() {
                 let mut end = snapshot(&workers, server_proc);
-                end.at_ns = died_at.map_or(end.at_ns, |d| d.min(end.at_ns));
+                let opened = run.window_start.map_or(0, |s| s.at_ns);
+                end.at_ns = died_at.map_or(end.at_ns, |d| d.min(end.at_ns).max(opened));
                 control.set_window(run.phases.measure_start_ns.unwrap_or(end.at_ns), end.at_ns);
                 run.phases.measure_end_ns = Some(end.at_ns);
                 run.window_end = Some(end);

@@ -30,7 +30,10 @@ pub(super) fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_message_size(Some(1 << 20))
+        // The largest event the server may send, envelope included.
+        .max_message_size(Some(
+            crate::codec::MAX_PAYLOAD_BYTES + crate::codec::MAX_ENVELOPE_BYTES,
+        ))
 }
 
 impl Transport for WebSocketClient {

@@ -556,7 +556,17 @@ pub fn parse_cursor(text: &str) -> Result<Vec<CursorEntry>, String> {
     if text.is_empty() {
         return Err("subs is empty: name at least one topic".into());
     }
-    let mut entries: Vec<CursorEntry> = Vec::new();
+    // Counted before anything is parsed or allocated per topic.
+    let n = text.bytes().filter(|b| *b == b',').count() + 1;
+    if n > MAX_TOPICS_PER_SUBSCRIPTION {
+        return Err(format!(
+            "{n} topics in one subscription: at most {MAX_TOPICS_PER_SUBSCRIPTION}"
+        ));
+    }
+    let mut entries: Vec<CursorEntry> = Vec::with_capacity(n);
+    // A set, not a scan of what came before: duplicates are found in linear
+    // time (pairwise, 100,000 topics froze the server for 27 s).
+    let mut seen = std::collections::HashSet::with_capacity(n);
     for part in text.split(',') {
         let (topic, cursor) = match part.split_once(':') {
             Some((t, c)) => {
@@ -572,7 +582,7 @@ pub fn parse_cursor(text: &str) -> Result<Vec<CursorEntry>, String> {
                 "invalid topic name {topic:?}: 1 to 64 of A-Z a-z 0-9 _ - ."
             ));
         }
-        if entries.iter().any(|(t, _)| t == topic) {
+        if !seen.insert(topic) {
             return Err(format!("topic {topic:?} named twice"));
         }
         entries.push((topic.to_string(), cursor));
@@ -580,9 +590,40 @@ pub fn parse_cursor(text: &str) -> Result<Vec<CursorEntry>, String> {
     Ok(entries)
 }
 
+/// Topics one subscription may name (a scenario's clients watch at most 64,
+/// plus their echo topic). Past it, a subscription is refused with 400 or
+/// WebSocket close 1008, before any topic is looked at.
+pub const MAX_TOPICS_PER_SUBSCRIPTION: usize = 256;
+
+/// Largest event payload, in bytes, the server publishes and every
+/// transport carries (the scenario's `payload_bytes` limit too).
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Room for the envelope around a payload: topic, sequence number, two
+/// timestamps and framing, in either encoding.
+pub const MAX_ENVELOPE_BYTES: usize = 512;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hundred_thousand_topics_are_refused_in_a_few_milliseconds() {
+        let huge: Vec<String> = (0..100_000).map(|i| format!("T{i}:{i}")).collect();
+        let text = huge.join(",");
+        let started = std::time::Instant::now();
+        assert!(parse_cursor(&text).is_err());
+        // Counting commas: far below the 26.8 s the pairwise check took.
+        // A generous bound (a slow machine under load), not a speed claim.
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        // The largest allowed subscription with a duplicate at its end is
+        // found by the set.
+        let mut most: Vec<String> = (0..MAX_TOPICS_PER_SUBSCRIPTION - 1)
+            .map(|i| format!("T{i}"))
+            .collect();
+        most.push("T0".into());
+        assert!(parse_cursor(&most.join(",")).unwrap_err().contains("twice"));
+    }
 
     fn event(payload: &[u8]) -> ServerMessage<'_> {
         ServerMessage::Event(Event {
@@ -721,6 +762,14 @@ mod tests {
         assert!(parse_cursor("").unwrap_err().contains("at least one"));
         assert!(parse_cursor("A:x").unwrap_err().contains("whole number"));
         assert!(parse_cursor("A,A").unwrap_err().contains("twice"));
+        let too_many: Vec<String> = (0..=MAX_TOPICS_PER_SUBSCRIPTION)
+            .map(|i| format!("T{i}"))
+            .collect();
+        assert!(
+            parse_cursor(&too_many.join(","))
+                .unwrap_err()
+                .contains("at most 256")
+        );
         assert!(
             parse_cursor("bad topic")
                 .unwrap_err()

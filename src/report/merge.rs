@@ -82,9 +82,13 @@ pub fn join_parts(parts: &[PathBuf], out: &Path, mut summary: Summary) -> anyhow
                 summary.scenario.name
             );
         }
-        if !s.complete && summary.incomplete_reason.is_none() {
+        if !s.complete {
+            // The part knows why it stopped (the server died, say); the
+            // run's own reason only knows that the part's process ended.
             summary.complete = false;
-            summary.incomplete_reason = s.incomplete_reason.clone();
+            if let Some(reason) = &s.incomplete_reason {
+                summary.incomplete_reason = Some(reason.clone());
+            }
         }
         for w in s.warnings {
             if !summary.warnings.contains(&w) {

@@ -12,6 +12,7 @@ pub mod files;
 mod html;
 mod markdown;
 pub mod merge;
+pub mod repeat;
 pub mod saved;
 pub mod summary;
 mod table;

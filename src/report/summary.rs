@@ -358,7 +358,7 @@ impl TransportSummary {
             (Some(a), Some(b)) => Some((a, b)),
             _ => None,
         };
-        let window_s = window.map_or(0.0, |(a, b)| (b.at_ns - a.at_ns) as f64 / 1e9);
+        let window_s = window.map_or(0.0, |(a, b)| b.at_ns.saturating_sub(a.at_ns) as f64 / 1e9);
         let events = run.report.delivered_in_window;
         let counters = window
             .map(|(a, b)| b.counters - a.counters)
@@ -401,9 +401,14 @@ impl TransportSummary {
         let d = &run.report.delivery;
         let heads_known = run.server_stats.is_some();
         if (heads_known && d.lost > 0) || d.duplicated > 0 || d.out_of_order > 0 {
+            let lost = if heads_known {
+                d.lost.to_string()
+            } else {
+                "unknown".into()
+            };
             warnings.push(format!(
-                "delivery was not exactly-once in order: {} lost ({} reported missed by the server), {} duplicated, {} out of order",
-                d.lost, d.missed_reported, d.duplicated, d.out_of_order
+                "delivery was not exactly-once in order: {lost} lost ({} reported missed by the server), {} duplicated, {} out of order",
+                d.missed_reported, d.duplicated, d.out_of_order
             ));
         }
         if run.server_stats.is_none() {
@@ -522,17 +527,18 @@ pub fn interval_log_name(kind: TransportKind) -> String {
 }
 
 impl Summary {
-    pub fn new(
+    /// A summary without transports yet: the run's scenario, how it ended,
+    /// when and where.
+    pub fn header(
         scenario: &Scenario,
-        outcome: &RunOutcome,
+        ending: &Ending,
         started_at_utc: String,
         environment: Environment,
     ) -> Summary {
-        let cores = environment.cores;
         Summary {
             schema_version: SCHEMA_VERSION,
-            complete: outcome.ending == Ending::Complete,
-            incomplete_reason: match &outcome.ending {
+            complete: *ending == Ending::Complete,
+            incomplete_reason: match ending {
                 Ending::Complete => None,
                 Ending::Interrupted => Some("interrupted by the user".into()),
                 Ending::Failed(reason) => Some(reason.clone()),
@@ -542,12 +548,24 @@ impl Summary {
             environment,
             scenario: scenario.clone(),
             warnings: Vec::new(),
-            transports: outcome
-                .transports
-                .iter()
-                .map(|t| TransportSummary::from_run(t, scenario, cores))
-                .collect(),
+            transports: Vec::new(),
         }
+    }
+
+    pub fn new(
+        scenario: &Scenario,
+        outcome: &RunOutcome,
+        started_at_utc: String,
+        environment: Environment,
+    ) -> Summary {
+        let cores = environment.cores;
+        let mut summary = Summary::header(scenario, &outcome.ending, started_at_utc, environment);
+        summary.transports = outcome
+            .transports
+            .iter()
+            .map(|t| TransportSummary::from_run(t, scenario, cores))
+            .collect();
+        summary
     }
 }
 

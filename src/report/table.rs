@@ -19,11 +19,12 @@ pub const FEW: &str = " *";
 
 /// A percentile of a histogram that may be empty (a transport stopped
 /// before its window, say): "n/a", never 0.00 ms; marked when fewer than
-/// [`MIN_SAMPLES_BEYOND`] samples lie beyond quantile `q`.
+/// [`MIN_SAMPLES_BEYOND`] samples lie beyond quantile `q` (the max, q = 1,
+/// is what it is: never marked).
 fn pct(p: &Percentiles, q: f64, f: fn(&Percentiles) -> u64) -> String {
     if p.count == 0 {
         "n/a".into()
-    } else if (p.count as f64) * (1.0 - q) < MIN_SAMPLES_BEYOND {
+    } else if q < 1.0 && (p.count as f64) * (1.0 - q) < MIN_SAMPLES_BEYOND {
         ms(f(p)) + FEW
     } else {
         ms(f(p))
@@ -58,7 +59,11 @@ pub const ROWS: &[Row] = &[
         format!("{} / {}", t.clients.subscribed, t.clients.requested)
     }),
     ("delivered events/s", |t| {
-        format!("{:.0}", t.throughput.delivered_per_s)
+        if t.throughput.window_s > 0.0 {
+            format!("{:.0}", t.throughput.delivered_per_s)
+        } else {
+            "n/a".into()
+        }
     }),
     ("latency samples", |t| t.latency_us.count.to_string()),
     ("latency p50", |t| pct(&t.latency_us, 0.5, |p| p.p50)),

@@ -33,6 +33,49 @@ pub struct PublishPlan {
     pub duration_ns: u64,
 }
 
+/// Bounds of a publish plan: the scenario's own limits. A plan past them
+/// is refused (400) before anything is allocated for it: one request asking
+/// for a terabyte payload used to abort the server.
+pub const MAX_PLAN_TOPICS: usize = 100_000;
+pub const MAX_PLAN_RATE: f64 = 1_000_000.0;
+pub const MAX_PLAN_DURATION_NS: u64 = 24 * 3600 * 1_000_000_000;
+/// A plan's JSON: 100,000 topics of up to 64 bytes fit in 8 MiB.
+pub const MAX_PLAN_BODY: usize = 8 << 20;
+
+impl PublishPlan {
+    /// Why the server must refuse this plan, if it must.
+    pub fn check(&self) -> Result<(), String> {
+        if self.topics.is_empty() || self.topics.len() > MAX_PLAN_TOPICS {
+            return Err(format!(
+                "a plan names 1 to {MAX_PLAN_TOPICS} topics, not {}",
+                self.topics.len()
+            ));
+        }
+        if !(self.rate > 0.0 && self.rate <= MAX_PLAN_RATE) {
+            return Err(format!(
+                "rate {}: more than 0 and at most {MAX_PLAN_RATE} events per second",
+                self.rate
+            ));
+        }
+        if self.payload_bytes > crate::codec::MAX_PAYLOAD_BYTES {
+            return Err(format!(
+                "payload_bytes {}: at most {}",
+                self.payload_bytes,
+                crate::codec::MAX_PAYLOAD_BYTES
+            ));
+        }
+        if self.duration_ns > MAX_PLAN_DURATION_NS
+            || self.start_ns.checked_add(self.duration_ns).is_none()
+        {
+            return Err(format!(
+                "duration_ns {}: at most {MAX_PLAN_DURATION_NS} (24 h), and start_ns + duration_ns must fit 64 bits",
+                self.duration_ns
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PublisherState {
@@ -119,12 +162,8 @@ pub(super) async fn publish(
     State(state): State<Arc<AppState>>,
     Json(plan): Json<PublishPlan>,
 ) -> Response {
-    if plan.topics.is_empty() || !(plan.rate > 0.0 && plan.rate.is_finite()) {
-        return (
-            StatusCode::BAD_REQUEST,
-            "a plan needs topics and a positive rate\n",
-        )
-            .into_response();
+    if let Err(why) = plan.check() {
+        return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
     }
     if let Some(bad) = plan
         .topics

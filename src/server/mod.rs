@@ -7,7 +7,7 @@
 
 mod admin;
 mod long_poll;
-mod send;
+pub mod send;
 mod sse;
 mod websocket;
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -81,8 +81,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ws", any(websocket::upgrade))
         .route("/lp", get(long_poll::poll))
         .route("/sse", get(sse::stream))
-        .route("/send", post(send::post))
-        .route("/_pushbench/publish", post(admin::publish))
+        .route(
+            "/send",
+            post(send::post).layer(axum::extract::DefaultBodyLimit::max(send::MAX_BODY)),
+        )
+        .route(
+            "/_pushbench/publish",
+            post(admin::publish).layer(axum::extract::DefaultBodyLimit::max(admin::MAX_PLAN_BODY)),
+        )
         .route("/_pushbench/stats", get(admin::stats))
         .with_state(state)
 }
@@ -106,6 +112,15 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// clients needs far more than the usual 100-250.
 pub const MAX_CONCURRENT_STREAMS: u32 = 20_000;
 
+/// A client has this long to send a request's headers (HTTP/1.1) or to
+/// finish the TLS handshake: slow-header clients (1,000 of them held the
+/// server's sockets for 90 s) are cut off instead of held forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest HTTP/1.1 request head (request line and headers): past it the
+/// answer is 431. A subscription of the most topics allowed fits many
+/// times over.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// How long shutdown waits for open connections (SSE streams, held polls)
 /// before it lets them drop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -125,7 +140,13 @@ pub async fn serve(
     let service = TowerToHyperService::new(app(state));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
         .http2()
+        .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .enable_connect_protocol();
     let builder = Arc::new(builder);
@@ -154,7 +175,9 @@ pub async fn serve(
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 Some(acceptor) => {
-                    let Ok(stream) = acceptor.accept(tcp).await else {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+                    else {
                         return;
                     };
                     let conn =

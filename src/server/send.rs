@@ -45,9 +45,32 @@ pub fn accept(state: &AppState, message: ClientMessage<'_>) -> Result<u64, Refus
     }
 }
 
+/// Largest `POST /send` body: a client message, as on a WebSocket. Larger
+/// ones get 413 before they are read in full.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// `POST /send` with a JSON [`ClientMessage::Publish`]: 204 once published,
+/// 415 without `Content-Type: application/json` (a cross-site form cannot
+/// send that without a CORS preflight, which this server never allows),
 /// 400 with the reason otherwise.
-pub async fn post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [(header::CACHE_CONTROL, "no-store")],
+            "send a JSON publish message with Content-Type: application/json\n",
+        )
+            .into_response();
+    }
     let message = std::str::from_utf8(&body)
         .map_err(|_| Refused::Malformed("not UTF-8".into()))
         .and_then(|text| {

@@ -75,8 +75,10 @@ pub async fn stream(
             Ok(r) => r,
             Err(e) => return bad_request(format!("bad Last-Event-ID: {e}")),
         };
-        for (topic, cursor) in resume {
-            if let Some(entry) = entries.iter_mut().find(|(t, _)| *t == topic) {
+        // By name, not a scan per topic: linear in both lists.
+        let resume: std::collections::HashMap<String, Option<u64>> = resume.into_iter().collect();
+        for entry in &mut entries {
+            if let Some(cursor) = resume.get(&entry.0) {
                 entry.1 = cursor.or(entry.1);
             }
         }

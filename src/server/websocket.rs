@@ -18,7 +18,16 @@ use crate::hub::{Drained, Subscriber};
 /// default read buffer alone would cost gigabytes.
 const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
+/// Largest message (and frame) a client may send: a chat line or an echo
+/// request, not a second event stream. Past it the connection is closed
+/// with 1009; without the frame cap tungstenite would buffer 16 MiB frames.
 const MAX_MESSAGE: usize = 64 * 1024;
+/// Room for two of the largest events in the write buffer: sized from the
+/// payload limit, so every event a plan may publish passes over WebSocket
+/// as over long polling (with tungstenite's default cap, events over
+/// ~132 KiB dropped every subscriber of their topic).
+const MAX_WRITE_BUFFER: usize =
+    WRITE_BUFFER + 2 * (codec::MAX_PAYLOAD_BYTES + codec::MAX_ENVELOPE_BYTES);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events written before a flush, so one slow wake does not hog the task.
 const DRAIN_CHUNK: usize = 256;
@@ -26,8 +35,9 @@ const DRAIN_CHUNK: usize = 256;
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + 2 * MAX_MESSAGE)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| connection(socket, state))
 }
 
@@ -54,6 +64,15 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
 
     let entries = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, rx.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::from_json(&text) {
+            Ok(ClientMessage::Subscribe(map)) if map.len() > codec::MAX_TOPICS_PER_SUBSCRIPTION => {
+                let why = format!(
+                    "{} topics in one subscription: at most {}",
+                    map.len(),
+                    codec::MAX_TOPICS_PER_SUBSCRIPTION
+                );
+                let _ = tx.send(close(close_code::POLICY, &why)).await;
+                return;
+            }
             Ok(ClientMessage::Subscribe(map)) if !map.is_empty() => {
                 map.into_iter().collect::<Vec<_>>()
             }

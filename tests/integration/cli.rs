@@ -88,14 +88,7 @@ fn a_tiny_run_writes_complete_results_for_both_transports() {
         "{stdout}"
     );
 
-    let results = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .path();
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(results.join("summary.json")).unwrap()).unwrap();
+    let (results, summary) = only_results(dir.path());
     assert_eq!(summary["complete"], true);
     assert_eq!(
         summary["schema_version"],
@@ -229,7 +222,7 @@ fn a_server_killed_mid_window_leaves_lost_unknown_and_the_window_closed_at_its_d
     let scenario = dir.path().join("killed.toml");
     let text = crate::util::tiny_scenario("\"websocket\"", "json").replace("1500ms", "20s");
     std::fs::write(&scenario, text).unwrap();
-    let child = pushbench()
+    let mut child = pushbench()
         .args([
             "run",
             "--quiet",
@@ -241,29 +234,38 @@ fn a_server_killed_mid_window_leaves_lost_unknown_and_the_window_closed_at_its_d
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The server is the run's only child process; kill it a few seconds
-    // into the measured window.
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // The server is the run's only child process; kill it a second into
+    // the measured window, however long the machine took to get there.
+    let stderr = child.stderr.take().unwrap();
+    let (measuring, measure_began) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(": measure (") {
+                let _ = measuring.send(());
+            }
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    measure_began
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the measured window began");
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
     let server: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
     let killed_at = std::time::Instant::now();
     nix_kill(server);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .path();
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(results.join("summary.json")).unwrap()).unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (_, summary) = only_results(dir.path());
     let t = &summary["transports"][0];
     assert_eq!(summary["complete"], false);
     assert!(t["delivery"]["lost"].is_null(), "{t}");
@@ -271,7 +273,7 @@ fn a_server_killed_mid_window_leaves_lost_unknown_and_the_window_closed_at_its_d
     assert!(t["delivery"]["delivered"].as_u64().unwrap() > 0, "{t}");
     // The window closed at the death, not 20 s later nor at the next poll.
     let window = t["throughput"]["window_s"].as_f64().unwrap();
-    assert!(window > 0.0 && window < 4.0, "window {window} s");
+    assert!(window > 0.5 && window < 10.0, "window {window} s");
     assert!(killed_at.elapsed().as_secs() < 15);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -288,4 +290,99 @@ fn nix_kill(pid: i32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// The one results directory a run wrote under `root`, and its summary.
+fn only_results(root: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
+    let results = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let summary =
+        serde_json::from_slice(&std::fs::read(results.join("summary.json")).unwrap()).unwrap();
+    (results, summary)
+}
+
+#[test]
+fn repeat_runs_each_repetition_into_its_own_directory_and_tables_the_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    let text = crate::util::tiny_scenario("\"websocket\", \"sse\"", "json").replace("1500ms", "1s");
+    std::fs::write(&scenario, text).unwrap();
+    let out = pushbench()
+        .args([
+            "run",
+            "--quiet",
+            "--repeat",
+            "2",
+            scenario.to_str().unwrap(),
+        ])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    for r in 1..=2 {
+        let text = std::fs::read(root.join(format!("repeat-{r}/summary.json"))).unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(summary["transports"].as_array().unwrap().len(), 2);
+    }
+    let table = std::fs::read_to_string(root.join("repetitions.md")).unwrap();
+    assert!(
+        table.contains("2 repetitions") && table.contains("n=2"),
+        "{table}"
+    );
+    assert!(stdout.contains("latency p50"), "{stdout}");
+    // The repetitions compare A/B-style as a directory of runs.
+    let (code, text) = compare(&root, &root);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn flags_that_make_no_sense_exit_2_before_anything_starts() {
+    let out = pushbench()
+        .args([
+            "run",
+            "scenarios/smoke.toml",
+            "--transport",
+            "sse",
+            "--transport",
+            "sse",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("given twice"));
+    for args in [
+        ["serve", "--heartbeat", "0s"],
+        ["serve", "--buffer-per-topic", "0"],
+    ] {
+        let out = pushbench().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("allowed is"));
+    }
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/results/summary.json"
+    );
+    let out = pushbench()
+        .args(["compare", "--noise", "nan", fixture, fixture])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--noise NaN: allowed is"));
 }

@@ -133,6 +133,52 @@ async fn websocket_closes_bad_subscriptions_with_the_right_code() {
     assert_eq!(seqs, vec![2, 3, 4]);
 }
 
+#[tokio::test]
+async fn websocket_carries_events_up_to_the_payload_limit_and_refuses_huge_subscriptions() {
+    let (addr, state) = start_server(Encoding::Binary).await;
+    let many: Vec<String> = (0..=codec::MAX_TOPICS_PER_SUBSCRIPTION)
+        .map(|i| format!("\"T{i}\":null"))
+        .collect();
+    let subscribe = format!("{{\"subscribe\":{{{}}}}}", many.join(","));
+    assert_eq!(
+        ws_close_code(addr, Message::Text(subscribe.into())).await,
+        Some(CloseCode::Policy)
+    );
+
+    // Events of the largest allowed payload, one after another: the
+    // subscriber gets both and stays connected (tungstenite's default
+    // write cap dropped every subscriber past ~132 KiB).
+    let topic = state.hub.topic("BIG");
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(codec::MAX_PAYLOAD_BYTES + codec::MAX_ENVELOPE_BYTES));
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}/ws"),
+        Some(config),
+        false,
+    )
+    .await
+    .unwrap();
+    ws.send(Message::Text(r#"{"subscribe":{"BIG":null}}"#.into()))
+        .await
+        .unwrap();
+    let payload = vec![b'x'; codec::MAX_PAYLOAD_BYTES];
+    let mut sizes = Vec::new();
+    while sizes.len() < 2 {
+        let Message::Binary(b) = ws.next().await.unwrap().unwrap() else {
+            continue;
+        };
+        match codec::decode_single(Encoding::Binary, &b).unwrap() {
+            ServerMessage::Subscribed(_) => {
+                state.hub.publish(&topic, 1, &payload);
+                state.hub.publish(&topic, 2, &payload);
+            }
+            ServerMessage::Event(e) => sizes.push(e.payload.len()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(sizes, vec![codec::MAX_PAYLOAD_BYTES; 2]);
+}
+
 /// Reads an SSE stream until `blocks` blocks (heartbeats included) arrived.
 async fn sse_blocks(mut response: reqwest::Response, blocks: usize) -> Vec<String> {
     let mut text = String::new();
@@ -267,7 +313,13 @@ async fn sse_sends_heartbeats_and_rejects_bad_requests() {
 async fn send_publishes_client_messages_and_rejects_bad_ones() {
     let (addr, state) = start_server(Encoding::Json).await;
     let client = reqwest::Client::new();
-    let post = |body: &'static str| client.post(format!("http://{addr}/send")).body(body).send();
+    let post = |body: &'static str| {
+        client
+            .post(format!("http://{addr}/send"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     let r = post(r#"{"publish":{"topic":"room.1","intended_ns":7,"payload":"hi"}}"#)
         .await
         .unwrap();
@@ -286,5 +338,140 @@ async fn send_publishes_client_messages_and_rejects_bad_ones() {
         let text = r.text().await.unwrap();
         assert!(text.contains(expect), "{body}: {text}");
     }
+    // A cross-site form (text/plain) is refused; so is an oversized body.
+    let r = client
+        .post(format!("http://{addr}/send"))
+        .header("content-type", "text/plain")
+        .body(r#"{"publish":{"topic":"room.1","intended_ns":7,"payload":"hi"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let big = format!(
+        r#"{{"publish":{{"topic":"room.1","intended_ns":7,"payload":"{}"}}}}"#,
+        "x".repeat(pushbench::server::send::MAX_BODY)
+    );
+    let r = client
+        .post(format!("http://{addr}/send"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
     assert_eq!(state.hub.published(), 1, "nothing else was published");
+}
+
+#[tokio::test]
+async fn hostile_plans_and_subscriptions_are_refused_and_the_server_keeps_serving() {
+    let (addr, state) = start_server(Encoding::Json).await;
+    let client = reqwest::Client::new();
+    let plan = |payload: u64, rate: f64, duration: u64| {
+        serde_json::json!({
+            "topics": ["A"], "rate": rate, "arrival": "constant",
+            "payload_bytes": payload, "seed": 1,
+            "start_ns": pushbench::clock::now_ns(), "duration_ns": duration,
+        })
+    };
+    for (body, expect) in [
+        (
+            plan(1_000_000_000_000, 10.0, 1_000_000_000),
+            "payload_bytes",
+        ),
+        (plan(1 << 63, 10.0, 1_000_000_000), "payload_bytes"),
+        (plan(10, 1e12, 1_000_000_000), "rate"),
+        (plan(10, 10.0, u64::MAX), "duration_ns"),
+    ] {
+        let r = client
+            .post(format!("http://{addr}/_pushbench/publish"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert!(r.text().await.unwrap().contains(expect), "{body}");
+    }
+    // The publisher is still free: a sane plan is taken (202), not 409.
+    let r = client
+        .post(format!("http://{addr}/_pushbench/publish"))
+        .json(&plan(16, 100.0, 100_000_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // A 100,000-topic subscription, in the query and in Last-Event-ID, is
+    // refused at once; a good subscriber is answered meanwhile.
+    let huge: Vec<String> = (0..100_000).map(|i| format!("T{i}:{i}")).collect();
+    let huge = huge.join(",");
+    let r = client
+        .get(format!("http://{addr}/sse?subs=A"))
+        .header("last-event-id", huge.as_str())
+        .send()
+        .await
+        .unwrap();
+    // Past the header size limit (431) or past the topic limit (400).
+    assert!(r.status() == 400 || r.status() == 431, "{}", r.status());
+    let over: Vec<String> = (0..=codec::MAX_TOPICS_PER_SUBSCRIPTION)
+        .map(|i| format!("T{i}:1"))
+        .collect();
+    let r = client
+        .get(format!("http://{addr}/sse?subs=A"))
+        .header("last-event-id", over.join(","))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("at most 256"));
+    let r = client
+        .get(format!(
+            "http://{addr}/lp?subs={}",
+            &huge[..huge.len().min(60_000)]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() == 400 || r.status() == 414 || r.status() == 431,
+        "{}",
+        r.status()
+    );
+    let r = client
+        .get(format!("http://{addr}/lp?subs=A:0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(state.hub.heads()["A"] >= 1);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, state) = start_server(Encoding::Json).await;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /lp?subs=A HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Meanwhile a good client is served at once.
+    state.hub.publish(&state.hub.topic("A"), 1, b"x");
+    let r = reqwest::get(format!("http://{addr}/lp?subs=A"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The slow one gets the connection closed (after a 408, or without an
+    // answer) once the header timeout passes, not before.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        pushbench::server::HEADER_READ_TIMEOUT * 3,
+        slow.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "still open after three header timeouts");
+    let waited = started.elapsed();
+    assert!(
+        waited >= pushbench::server::HEADER_READ_TIMEOUT - std::time::Duration::from_millis(100),
+        "closed after {waited:?}"
+    );
 }
