@@ -103,7 +103,7 @@ crit=target/criterion
 saved=results/baseline/criterion
 mkdir -p "$gate"
 if $update; then
-  cargo bench --quiet --bench codec -- --quick --save-baseline ci >/dev/null
+  cargo bench --quiet --bench codec -- --quick --warm-up-time 0.5 --save-baseline ci >/dev/null
   rm -rf "$saved"
   (cd "$crit" && find . -type d -name ci) | while read -r d; do
     mkdir -p "$saved/$d"
@@ -113,7 +113,7 @@ if $update; then
 else
   mkdir -p "$crit"
   if [ -d "$saved" ]; then cp -r "$saved"/. "$crit"/; fi
-  cargo bench --quiet --bench codec -- --quick --baseline-lenient ci 2>&1 | tee "$gate/criterion.txt" |
+  cargo bench --quiet --bench codec -- --quick --warm-up-time 0.5 --baseline-lenient ci 2>&1 | tee "$gate/criterion.txt" |
     grep -E "^[a-z_]+/|time:|change:|regressed|improved" || true
   if grep -q "Performance has regressed" "$gate/criterion.txt"; then
     echo "note: criterion reports slower micro-benchmarks than its saved baseline (reported, not gated: micro-benchmark timings move with the machine)"

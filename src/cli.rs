@@ -60,8 +60,8 @@ enum Command {
         /// Run the whole comparison this many times, transports
         /// interleaved (A B C, A B C, …), and report every figure as median
         /// and range over the repetitions.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-        repeat: u32,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: Option<u32>,
         /// Internal: this process is one transport's generator of a larger
         /// run; write the data files only (no table, no charts).
         #[arg(long, hide = true)]
@@ -400,7 +400,8 @@ fn results_path(root: &Path, name: &str, started_at_utc: &str) -> PathBuf {
 struct RunHow {
     quiet: bool,
     tls: bool,
-    repeat: u32,
+    /// `--repeat`, over the scenario's `run.repeat`.
+    repeat: Option<u32>,
     part: bool,
 }
 
@@ -411,6 +412,13 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, ho
         repeat,
         part,
     } = how;
+    if part {
+        // A part whose parent dies (killed, say) is interrupted like a
+        // Ctrl-C: it stops its server, writes what it measured and ends,
+        // instead of running on unwatched.
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::INT));
+    }
     let mut scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -443,6 +451,11 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, ho
         scenario.transports = transports;
     }
     scenario.tls |= tls;
+    if let Some(r) = repeat {
+        scenario.run.repeat = r;
+    }
+    // A part is one transport, once.
+    let repeat = if part { 1 } else { scenario.run.repeat };
     if let Err(e) = ensure_open_files(
         scenario.open_files_needed(),
         &format!(
@@ -647,11 +660,14 @@ async fn run_in_parts(
     for line in summaries.iter().flat_map(report::notices) {
         println!("{line}");
     }
+    if let Err(e) = report::charts::spread::write(&summaries, &dir) {
+        eprintln!("error: the repetitions chart could not be drawn: {e:#}");
+    }
     let path = dir.join("repetitions.md");
     if let Err(e) = std::fs::write(
         &path,
         format!(
-            "# {}: {} repetitions\n\n{table}\n",
+            "# {}: {} repetitions\n\n{table}\n\n![median and range of each figure](repetitions.svg)\n",
             p.scenario.name,
             summaries.len()
         ),

@@ -124,6 +124,23 @@ pub struct Scenario {
     /// Requests each client sends and the server answers to it alone.
     #[serde(default)]
     pub echo: Option<ClientSends>,
+    /// How the comparison as a whole is run.
+    #[serde(default)]
+    pub run: Run,
+}
+
+/// `[run]`: how many times the whole comparison runs.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Run {
+    /// Repetitions of the whole comparison, transports interleaved
+    /// (A B C, A B C, …); `run --repeat` overrides it.
+    pub repeat: u32,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run { repeat: 1 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -546,6 +563,14 @@ impl Scenario {
             None => Duration::from_secs(15),
         };
 
+        let repeat = match raw.run.and_then(|r| r.repeat) {
+            Some(r) => {
+                v.range(&r, "run.repeat", 1, 100, "repetitions")?;
+                r.into_inner()
+            }
+            None => 1,
+        };
+
         Ok(Scenario {
             name,
             file: path.display().to_string(),
@@ -584,6 +609,7 @@ impl Scenario {
             tls: raw.tls.unwrap_or(false),
             messages,
             echo,
+            run: Run { repeat },
         })
     }
 }
@@ -760,6 +786,13 @@ struct RawScenario {
     websocket: Option<RawWebsocket>,
     messages: Option<RawClientSends>,
     echo: Option<RawClientSends>,
+    run: Option<RawRun>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    repeat: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@ mod terminal;
 use std::path::{Path, PathBuf};
 
 pub use summary::Summary;
+pub use table::MIN_SAMPLES_BEYOND;
 pub use terminal::{notices, render_table};
 
 use crate::runner::TransportRun;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::files::{self, TimelineRow, WindowHistograms};
-use super::summary::{SCHEMA_VERSION, Summary};
+use super::summary::{OLDEST_READABLE_VERSION, SCHEMA_VERSION, Summary};
 use crate::scenario::TransportKind;
 
 pub struct Saved {
@@ -62,9 +62,9 @@ pub fn load_summary(path: &Path) -> anyhow::Result<Summary> {
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
     match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == SCHEMA_VERSION as u64 => {}
+        Some(v) if (OLDEST_READABLE_VERSION as u64..=SCHEMA_VERSION as u64).contains(&v) => {}
         Some(v) => bail!(
-            "{}: schema_version {v}, but this pushbench reads version {SCHEMA_VERSION}",
+            "{}: schema_version {v}, but this pushbench reads versions {OLDEST_READABLE_VERSION} to {SCHEMA_VERSION}",
             path.display()
         ),
         None => bail!(

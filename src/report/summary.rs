@@ -17,7 +17,11 @@ use crate::runner::{Ending, RunOutcome, TransportRun};
 use crate::scenario::{Scenario, TransportKind};
 
 /// Bumped on any change a reader of summary.json would notice.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest version this pushbench still reads: version 2 only made
+/// `delivery.expected` and `delivery.lost` nullable and added fields with
+/// defaults, so a version 1 summary reads as a version 2 one.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// The generator is called saturated above this share of its worker threads' CPU.
 pub const GENERATOR_SATURATION: f64 = 0.85;

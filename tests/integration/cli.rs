@@ -347,6 +347,7 @@ fn repeat_runs_each_repetition_into_its_own_directory_and_tables_the_spread() {
         "{table}"
     );
     assert!(stdout.contains("latency p50"), "{stdout}");
+    assert!(root.join("repetitions.png").is_file() && root.join("repetitions.svg").is_file());
     // The repetitions compare A/B-style as a directory of runs.
     let (code, text) = compare(&root, &root);
     assert_eq!(code, 0, "{text}");

@@ -10,6 +10,7 @@ mod connect;
 mod cost;
 mod delivery;
 mod spectrum;
+pub mod spread;
 mod throughput;
 mod timeline;
 
