@@ -293,7 +293,7 @@ impl MachineFigures {
 
     /// Why these figures cannot be taken at face value, if they cannot:
     /// each reason names the limit and the figures it taints.
-    pub fn warnings(&self) -> Vec<String> {
+    pub fn warnings(&self, workers: u32) -> Vec<String> {
         use crate::machine::{BUSY_LIMIT_PCT, GENERATOR_WAIT_LIMIT_MS, STEAL_LIMIT_PCT};
         let mut out = Vec::new();
         if self.cpu_bound() {
@@ -308,12 +308,10 @@ impl MachineFigures {
                 self.steal_pct_max
             ));
         }
-        if let Some(w) = self
-            .generator_wait_ms_max
-            .filter(|w| *w >= GENERATOR_WAIT_LIMIT_MS)
-        {
+        let limit = GENERATOR_WAIT_LIMIT_MS * workers.max(1) as f64;
+        if let Some(w) = self.generator_wait_ms_max.filter(|w| *w >= limit) {
             out.push(format!(
-                "generator starved: its threads waited up to {w:.0} ms in one second for a CPU (limit {GENERATOR_WAIT_LIMIT_MS:.0} ms); latency includes the generator's own queueing"
+                "generator starved: its threads waited {w:.0} ms for a CPU in one second (limit {limit:.0} ms: a quarter of each second for each of its {workers} worker threads); latency includes the generator's own queueing"
             ));
         }
         out
@@ -401,7 +399,11 @@ impl TransportSummary {
             (Some(from), Some(to)) => MachineFigures::over(&run.machine, p.base_ns, from, to),
             _ => None,
         };
-        warnings.extend(machine.iter().flat_map(MachineFigures::warnings));
+        warnings.extend(
+            machine
+                .iter()
+                .flat_map(|m| m.warnings(scenario.clients.workers)),
+        );
         let d = &run.report.delivery;
         let heads_known = run.server_stats.is_some();
         if (heads_known && d.lost > 0) || d.duplicated > 0 || d.out_of_order > 0 {

@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, FONT, axis_font, colour, transport_legend, transports};
+use super::{DrawResult, axis_font, bar_panel, colour, transport_legend, transports};
 use crate::report::saved::Saved;
 use crate::report::summary::TransportSummary;
 
@@ -50,27 +50,7 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
             .fold(0.0, f64::max)
             .max(1e-9)
             * 1.25;
-        let mut chart = ChartBuilder::on(panel)
-            .margin(12)
-            .caption(title, (FONT, 18))
-            .x_label_area_size(10)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..kinds.len() as f64, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .disable_x_axis()
-            .y_labels(5)
-            .y_label_formatter(&|v| {
-                if y_max >= 10.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.2}")
-                }
-            })
-            .label_style(axis_font())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = bar_panel(panel, title, kinds.len(), y_max)?;
         for (i, (t, v)) in kinds.iter().zip(&values).enumerate() {
             let x = i as f64;
             let label = v.map_or_else(|| "n/a".to_string(), format_value);

@@ -223,6 +223,46 @@ pub fn transports(saved: &Saved) -> Vec<TransportKind> {
         .collect()
 }
 
+/// One small bar panel of a grid: a caption, a y axis of its own from 0 to
+/// `y_max`, one slot per transport along x (no x axis: the legend names
+/// the colours).
+pub fn bar_panel<'a, DB: DrawingBackend>(
+    panel: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    slots: usize,
+    y_max: f64,
+) -> Result<
+    ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    DrawError<DB>,
+> {
+    let mut chart = ChartBuilder::on(panel)
+        .margin(12)
+        .caption(title, (FONT, 18))
+        .x_label_area_size(10)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..slots as f64, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .y_labels(5)
+        .y_label_formatter(&|v| {
+            if y_max >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+        .label_style(axis_font())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Axis label style shared by every chart.
 pub fn label_font() -> TextStyle<'static> {
     (FONT, 18).into_font().color(&BLACK)

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, FONT, HEIGHT, WIDTH, axis_font, colour, legend, register_font};
+use super::{DrawResult, HEIGHT, WIDTH, bar_panel, colour, legend, register_font};
 use crate::compare::Values;
 use crate::report::summary::{Summary, TransportSummary};
 
@@ -63,27 +63,12 @@ fn draw<DB: DrawingBackend>(runs: &[Summary], area: &DrawingArea<DB, Shift>) -> 
             .fold(0.0, f64::max)
             .max(1e-9)
             * 1.15;
-        let mut chart = ChartBuilder::on(panel)
-            .margin(12)
-            .caption(format!("{title}, {} repetitions", runs.len()), (FONT, 16))
-            .x_label_area_size(10)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..kinds.len() as f64, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .disable_x_axis()
-            .y_labels(5)
-            .y_label_formatter(&|v| {
-                if y_max >= 10.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.2}")
-                }
-            })
-            .label_style(axis_font())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        let mut chart = bar_panel(
+            panel,
+            &format!("{title}, {} runs", runs.len()),
+            kinds.len(),
+            y_max,
+        )?;
         for (i, (kind, v)) in kinds.iter().zip(&per_kind).enumerate() {
             if v.0.is_empty() {
                 continue;
