@@ -19,11 +19,15 @@ for i in $(seq 1 "$rounds"); do
   taskset -c 0 bash -c 'while :; do :; done' &
   hog=$!
   trap 'kill $hog 2>/dev/null || true' EXIT
-  if ! taskset -c 0 cargo test --quiet --test integration workload:: 2>&1 | tail -n 25; then
+  log=target/pressure-round-$i.log
+  if ! taskset -c 0 cargo test --quiet --test integration workload:: >"$log" 2>&1; then
     kill $hog 2>/dev/null || true
-    echo "pressure-tests: FAILED in round $i" >&2
+    # The assertion that failed, not only the backtrace's tail.
+    grep -E -A 12 "panicked at|^failures:" "$log" | grep -v "^  *[0-9]*: \|^  *at " | head -n 60
+    echo "pressure-tests: FAILED in round $i (whole output: $log)" >&2
     exit 1
   fi
+  grep -E "^test result" "$log" || true
   kill $hog 2>/dev/null || true
   wait $hog 2>/dev/null || true
 done
