@@ -41,6 +41,9 @@ pub struct ServerUnderTest {
 /// The line `pushbench serve` prints once it accepts connections.
 pub const READY_PREFIX: &str = "pushbench server listening on ";
 
+/// Tries of a stats request whose connection failed (see `stats`).
+pub const STATS_ATTEMPTS: u32 = 3;
+
 /// The client for control requests, trusting exactly the server's
 /// certificate when it has one.
 fn control_client(tls_cert_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
@@ -155,14 +158,30 @@ impl ServerUnderTest {
         format!("{scheme}://{}{path}", self.addr)
     }
 
+    /// The server's counters. A GET, so a request that failed on the way
+    /// (its connection cut, as a proxy or a flaky link may) is tried again,
+    /// up to [`STATS_ATTEMPTS`] times: one lost control request must not
+    /// end a run whose clients reconnected and carried on.
     pub async fn stats(&self) -> anyhow::Result<ServerStats> {
-        let r = self
-            .http
-            .get(self.url("/_pushbench/stats"))
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(r.json().await?)
+        let mut attempt = 1;
+        loop {
+            let sent = self.http.get(self.url("/_pushbench/stats")).send().await;
+            let answer = match sent {
+                Ok(r) => r.error_for_status()?.json().await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(stats) => return Ok(stats),
+                Err(e)
+                    if attempt < STATS_ATTEMPTS
+                        && (e.is_connect() || e.is_request() || e.is_body() || e.is_decode()) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn publish(&self, plan: &PublishPlan) -> anyhow::Result<()> {
