@@ -33,10 +33,12 @@ impl Reporter for SummaryJson {
     }
 }
 
-fn write_log(
+/// Writes a V2 interval log whose times count from `start`: each entry is
+/// (start offset, length, tag, histogram).
+pub(super) fn write_log(
     path: &Path,
     comments: &[&str],
-    run: &TransportRun,
+    start: std::time::SystemTime,
     entries: &[(Duration, Duration, Option<&str>, &Histogram<u64>)],
 ) -> anyhow::Result<()> {
     let mut out = Vec::new();
@@ -46,8 +48,8 @@ fn write_log(
         builder.add_comment(c);
     }
     let mut writer = builder
-        .with_start_time(run.started_at)
-        .with_base_time(run.started_at)
+        .with_start_time(start)
+        .with_base_time(start)
         .with_max_value_divisor(1000.0)
         .begin_log_with(&mut out, &mut serializer)
         .map_err(|e| anyhow::anyhow!("{}: log header: {e}", path.display()))?;
@@ -88,7 +90,7 @@ impl Reporter for IntervalLogs {
                     ),
                     "values in microseconds; with HistogramLogProcessor use -outputValueUnitRatio 1000 for ms",
                 ],
-                run,
+                run.started_at,
                 &entries,
             )?;
         }
@@ -154,7 +156,7 @@ impl Reporter for WindowHistogramLog {
             &[
                 "pushbench measured-window histograms, tagged <transport>.<figure>; values in microseconds",
             ],
-            first,
+            first.started_at,
             &entries,
         )
     }

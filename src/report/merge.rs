@@ -11,10 +11,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
-};
-use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 use super::files::{self, HISTOGRAMS, SUMMARY, TIMELINE};
 use super::saved;
@@ -129,29 +127,22 @@ pub fn join_parts(parts: &[PathBuf], out: &Path, mut summary: Summary) -> anyhow
     let Some(first) = window_logs.first().map(|(start, _)| *start) else {
         return Ok(summary);
     };
-    let start_time = std::time::UNIX_EPOCH + first;
-    let mut bytes = Vec::new();
-    let mut serializer = V2DeflateSerializer::new();
-    let mut builder = IntervalLogWriterBuilder::new();
-    builder.add_comment(
-        "pushbench measured-window histograms, tagged <transport>.<figure>; values in microseconds",
-    );
-    let mut writer = builder
-        .with_start_time(start_time)
-        .with_base_time(start_time)
-        .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut bytes, &mut serializer)
-        .map_err(|e| anyhow::anyhow!("{HISTOGRAMS}: log header: {e}"))?;
-    for (start, entries) in &window_logs {
-        let offset = start.saturating_sub(first);
-        for e in entries {
-            let tag = e.tag.as_deref().and_then(Tag::new);
-            writer
-                .write_histogram(&e.histogram, offset + e.start, e.length, tag)
-                .map_err(|err| anyhow::anyhow!("{HISTOGRAMS}: log entry: {err:?}"))?;
-        }
-    }
-    let path = out.join(HISTOGRAMS);
-    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    let entries: Vec<_> = window_logs
+        .iter()
+        .flat_map(|(start, entries)| {
+            let offset = start.saturating_sub(first);
+            entries
+                .iter()
+                .map(move |e| (offset + e.start, e.length, e.tag.as_deref(), &e.histogram))
+        })
+        .collect();
+    files::write_log(
+        &out.join(HISTOGRAMS),
+        &[
+            "pushbench measured-window histograms, tagged <transport>.<figure>; values in microseconds",
+        ],
+        std::time::UNIX_EPOCH + first,
+        &entries,
+    )?;
     Ok(summary)
 }

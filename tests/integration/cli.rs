@@ -74,13 +74,7 @@ fn a_tiny_run_writes_complete_results_for_both_transports() {
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("websocket")
             && stdout.contains("long_polling")
@@ -323,13 +317,7 @@ fn repeat_runs_each_repetition_into_its_own_directory_and_tables_the_spread() {
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(&out);
     let root = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
@@ -386,4 +374,17 @@ fn flags_that_make_no_sense_exit_2_before_anything_starts() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--noise NaN: allowed is"));
+}
+
+/// The stdout of a command that must have exited 0; otherwise fails with
+/// both its outputs.
+fn stdout_of_success(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
