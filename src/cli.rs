@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Encoding;
 use crate::report::{self, Results, Summary};
 use crate::runner::{self, Ending};
-use crate::scenario::{Scenario, TransportKind};
+use crate::scenario::{Override, Scenario, TransportKind};
 use crate::server::{self, AppState, ServerConfig};
 use crate::server_process::{READY_PREFIX, ServerLaunch};
 
@@ -31,7 +31,7 @@ pub mod exit {
 #[derive(Parser, Debug)]
 #[command(
     name = "pushbench",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PUSHBENCH_GIT_REVISION"), ")"),
     about = "What server push really costs: WebSocket, long polling and more, under the same workload"
 )]
 pub struct Cli {
@@ -39,12 +39,56 @@ pub struct Cli {
     command: Command,
 }
 
+/// A scenario file and the keys the command line sets in it.
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    /// Scenario file (TOML; the files in scenarios/ document every key), e.g. scenarios/stock_ticker.toml
+    scenario: PathBuf,
+    /// Set any scenario key, validated like the file (repeatable):
+    /// --set publish.rate=1600 --set phases.measure=10s
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse_set)]
+    set: Vec<Override>,
+    /// Clients: sets clients.count.
+    #[arg(short = 'c', long, value_name = "N", allow_negative_numbers = true)]
+    clients: Option<String>,
+    /// Measured time: sets phases.measure (e.g. 10s).
+    #[arg(short = 'd', long, value_name = "DURATION")]
+    duration: Option<String>,
+    /// Events per second over all topics: sets publish.rate.
+    #[arg(long, value_name = "EVENTS_PER_S", allow_negative_numbers = true)]
+    rate: Option<String>,
+}
+
+impl ScenarioArgs {
+    /// Every override, shortcuts first so an explicit --set wins.
+    fn overrides(&self) -> Vec<Override> {
+        let shortcuts = [
+            ("--clients", "clients.count", &self.clients),
+            ("--duration", "phases.measure", &self.duration),
+            ("--rate", "publish.rate", &self.rate),
+        ];
+        shortcuts
+            .into_iter()
+            .filter_map(|(flag, key, v)| v.clone().map(|v| Override::shortcut(flag, key, v)))
+            .chain(self.set.iter().cloned())
+            .collect()
+    }
+
+    fn load(&self) -> Result<Scenario, crate::scenario::ScenarioError> {
+        Scenario::load_with(&self.scenario, &self.overrides())
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a scenario against the bundled server, one fresh server process per transport.
     Run {
-        /// Scenario file (TOML), e.g. scenarios/stock_ticker.toml
-        scenario: PathBuf,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Validate the scenario and show what would run (transports,
+        /// connections, events/s, open files, duration), then exit.
+        #[arg(long)]
+        dry_run: bool,
         /// Where the results directory is created.
         #[arg(long, default_value = "results")]
         results_dir: PathBuf,
@@ -67,19 +111,59 @@ enum Command {
         #[arg(long, hide = true)]
         part: bool,
     },
+    /// Check a scenario (with any overrides) and show what `run` would do,
+    /// without running it: exit 0 if it is valid, 2 if not.
+    Validate {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+    },
     /// Start the bundled server alone, for manual use.
+    ///
+    /// Its routes, limits, status and close codes: docs/protocol.md. It
+    /// prints its control token and then the line `pushbench server
+    /// listening on URL` once it accepts connections; Ctrl-C stops it.
     Serve {
+        /// Address and port to listen on. A loopback address (the default)
+        /// answers only loopback Host names; any other exposes the server
+        /// to the network.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Event encoding: json (text; needed for server-sent events) or
+        /// binary (pushbench's compact frames).
         #[arg(long, default_value = "json")]
         encoding: Encoding,
-        /// Recent events kept per topic for pollers and resumes.
+        /// Recent events kept per topic for pollers and resumes (1 to 1000000).
         #[arg(long, default_value_t = 1024)]
         buffer_per_topic: usize,
+        /// Bytes of events kept per topic, whatever their count (the newest
+        /// event is always kept; 1024 to 17179869184).
+        #[arg(long, default_value_t = server::DEFAULT_BUFFER_BYTES_PER_TOPIC)]
+        buffer_bytes_per_topic: usize,
+        /// Topics the server holds at most; requests that would create
+        /// more get 429 (WebSocket close 1008). 1 to 10000000.
+        #[arg(long, default_value_t = server::DEFAULT_MAX_TOPICS)]
+        max_topics: usize,
+        /// Largest WebSocket message or frame a client may send, in bytes
+        /// (close 1009 past it; 125 to 16777216).
+        #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE)]
+        max_message: usize,
+        /// Open connections at most (503 past it). Default: 100000, or the
+        /// open-file limit less 64 when that is lower.
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// A write to a client that makes no progress this long closes the
+        /// connection (slow consumer; 100ms to 1h).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        write_timeout: Duration,
         /// Interval of WebSocket pings, and the silence after which an SSE
-        /// stream gets a heartbeat comment.
+        /// stream gets a heartbeat comment (100ms or more).
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         heartbeat: Duration,
+        /// Bearer token the control routes require (default: a fresh random
+        /// one, printed at start). Prefer the environment variable: a
+        /// command line is visible to every user of the machine.
+        #[arg(long, env = "PUSHBENCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// Raise the open-file limit to at least this, or refuse to start.
         #[arg(long, default_value_t = 1024)]
         min_open_files: u64,
@@ -161,6 +245,7 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Run {
             scenario,
+            dry_run,
             results_dir,
             transports,
             quiet,
@@ -173,39 +258,114 @@ async fn dispatch(cli: Cli) -> u8 {
                 tls,
                 repeat,
                 part,
+                dry_run,
             };
             run(&scenario, &results_dir, transports, how).await
         }
+        Command::Validate { scenario } => match scenario.load() {
+            Ok(s) => {
+                print!("{}", dry_run_text(&s, &scenario.overrides()));
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::BAD_INPUT
+            }
+        },
         Command::Serve {
             listen,
             encoding,
             buffer_per_topic,
+            buffer_bytes_per_topic,
+            max_topics,
+            max_message,
+            max_connections,
+            write_timeout,
             heartbeat,
+            token,
             min_open_files,
             tls_cert_out,
         } => {
             // A zero heartbeat panicked on the first WebSocket client (and
             // spun SSE streams on comments); a zero buffer holds no event.
-            if heartbeat < Duration::from_millis(100) {
-                eprintln!(
-                    "error: --heartbeat {}: allowed is 100ms or more (e.g. --heartbeat 15s)",
-                    humantime::format_duration(heartbeat)
-                );
+            let checks: [(bool, String); 7] = [
+                (
+                    heartbeat >= Duration::from_millis(100),
+                    format!(
+                        "--heartbeat {}: allowed is 100ms or more (e.g. --heartbeat 15s)",
+                        humantime::format_duration(heartbeat)
+                    ),
+                ),
+                (
+                    (1..=1_000_000).contains(&buffer_per_topic),
+                    format!(
+                        "--buffer-per-topic {buffer_per_topic}: allowed is 1 to 1000000 events"
+                    ),
+                ),
+                (
+                    (1024..=16 << 30).contains(&buffer_bytes_per_topic),
+                    format!(
+                        "--buffer-bytes-per-topic {buffer_bytes_per_topic}: allowed is 1024 to 17179869184 bytes"
+                    ),
+                ),
+                (
+                    (1..=10_000_000).contains(&max_topics),
+                    format!("--max-topics {max_topics}: allowed is 1 to 10000000"),
+                ),
+                (
+                    (125..=server::MAX_MAX_MESSAGE).contains(&max_message),
+                    format!(
+                        "--max-message {max_message}: allowed is 125 to {} bytes",
+                        server::MAX_MAX_MESSAGE
+                    ),
+                ),
+                (
+                    max_connections.is_none_or(|n| n >= 1),
+                    "--max-connections 0: allowed is 1 or more".to_owned(),
+                ),
+                (
+                    (Duration::from_millis(100)..=Duration::from_secs(3600))
+                        .contains(&write_timeout),
+                    format!(
+                        "--write-timeout {}: allowed is 100ms to 1h",
+                        humantime::format_duration(write_timeout)
+                    ),
+                ),
+            ];
+            if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
+                eprintln!("error: {why}");
                 return exit::BAD_INPUT;
             }
-            if !(1..=1_000_000).contains(&buffer_per_topic) {
+            if token
+                .as_ref()
+                .is_some_and(|t| t.is_empty() || !t.is_ascii() || t.contains(char::is_whitespace))
+            {
                 eprintln!(
-                    "error: --buffer-per-topic {buffer_per_topic}: allowed is 1 to 1000000 events"
+                    "error: --token: allowed is a non-empty token of visible ASCII characters"
                 );
                 return exit::BAD_INPUT;
             }
             let config = ServerConfig {
                 encoding,
                 buffer_per_topic,
+                buffer_bytes_per_topic,
+                max_topics,
+                max_message,
+                max_connections: max_connections.unwrap_or(server::DEFAULT_MAX_CONNECTIONS),
+                write_timeout,
                 heartbeat,
+                token: Some(token.unwrap_or_else(server::random_token)),
+                loopback_hosts_only: listen.ip().is_loopback(),
                 ..ServerConfig::default()
             };
-            serve(listen, config, min_open_files, tls_cert_out).await
+            serve(
+                listen,
+                config,
+                max_connections.is_none(),
+                min_open_files,
+                tls_cert_out,
+            )
+            .await
         }
         Command::Report { results_dir } => match report::render(&results_dir) {
             Ok(saved) => {
@@ -328,13 +488,20 @@ pub fn ensure_open_files(needed: u64, what: &str) -> Result<(), String> {
 
 async fn serve(
     listen: SocketAddr,
-    config: ServerConfig,
+    mut config: ServerConfig,
+    cap_from_open_files: bool,
     min_open_files: u64,
     tls_cert_out: Option<PathBuf>,
 ) -> u8 {
     if let Err(e) = ensure_open_files(min_open_files, "the server") {
         eprintln!("error: {e}");
         return exit::FAILED;
+    }
+    // Past the open-file limit, accept() fails and new clients wait
+    // unanswered in the backlog; under it they get a 503 at once.
+    if cap_from_open_files && let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        let room = usize::try_from(soft.saturating_sub(64)).unwrap_or(usize::MAX);
+        config.max_connections = config.max_connections.min(room.max(1));
     }
     let tls = match tls_cert_out.map(|path| make_certificate(&path)).transpose() {
         Ok(tls) => tls,
@@ -352,6 +519,9 @@ async fn serve(
     };
     let addr = listener.local_addr().map_or(listen, |a| a);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(token) = &config.token {
+        println!("control token (Authorization: Bearer …): {token}");
+    }
     println!("{READY_PREFIX}{scheme}://{addr}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -396,8 +566,90 @@ fn results_path(root: &Path, name: &str, started_at_utc: &str) -> PathBuf {
     dir
 }
 
+/// Whether a run can write its results under `dir`: created if missing,
+/// and a file written (then removed) in it.
+fn check_results_dir(dir: &Path) -> Result<(), String> {
+    let what = |e: std::io::Error, doing: &str| {
+        format!(
+            "--results-dir {}: {doing}: {e}; give a directory this user can write (default: results)",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| what(e, "cannot create it"))?;
+    tempfile::tempfile_in(dir).map_err(|e| what(e, "cannot write in it"))?;
+    Ok(())
+}
+
+/// What `validate` and `run --dry-run` print: the resolved scenario and
+/// what running it takes.
+fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
+    use std::fmt::Write as _;
+    let secs = |d: Duration| {
+        humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    };
+    let p = &s.phases;
+    let per_transport = s.clients.connect_ramp + p.warmup + p.measure + p.drain;
+    let transports = s.transports.len() as u32;
+    let total = per_transport * transports * s.run.repeat;
+    let reach = s.clients.count as f64 * s.clients.topics_per_client as f64 / s.topics.count as f64;
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario: {} ({}): valid", s.file, s.name);
+    if !overrides.is_empty() {
+        let flags: Vec<&str> = overrides.iter().map(|o| o.flag.as_str()).collect();
+        let _ = writeln!(out, "overrides: {}", flags.join(", "));
+    }
+    let names: Vec<&str> = s.transports.iter().map(|t| t.name()).collect();
+    let _ = writeln!(
+        out,
+        "transports: {} ({}), each against a fresh server process{}",
+        names.join(", "),
+        transports,
+        if s.tls { ", over TLS" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "clients: {} ({} of {} topics each), connecting over {}",
+        s.clients.count,
+        s.clients.topics_per_client,
+        s.topics.count,
+        secs(s.clients.connect_ramp)
+    );
+    let _ = writeln!(
+        out,
+        "load: {} events/s published ({:?}, {} B payload), about {:.0} deliveries/s",
+        s.publish.rate,
+        s.publish.arrival,
+        s.publish.payload_bytes,
+        s.publish.rate * reach
+    );
+    let _ = writeln!(
+        out,
+        "open files: about {} per process (this shell's limit: {soft} soft, {hard} hard)",
+        s.open_files_needed()
+    );
+    let _ = writeln!(
+        out,
+        "time: about {} per transport (connect {}, warm-up {}, measure {}, drain at most {}); {} in all{}",
+        secs(per_transport),
+        secs(s.clients.connect_ramp),
+        secs(p.warmup),
+        secs(p.measure),
+        secs(p.drain),
+        secs(total),
+        if s.run.repeat > 1 {
+            format!(" over {} repetitions", s.run.repeat)
+        } else {
+            String::new()
+        }
+    );
+    out
+}
+
 /// How `run` runs, from its flags.
 struct RunHow {
+    /// Only validate and show what would run.
+    dry_run: bool,
     quiet: bool,
     tls: bool,
     /// `--repeat`, over the scenario's `run.repeat`.
@@ -405,13 +657,20 @@ struct RunHow {
     part: bool,
 }
 
-async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, how: RunHow) -> u8 {
+async fn run(
+    args: &ScenarioArgs,
+    results_dir: &Path,
+    transports: Vec<TransportKind>,
+    how: RunHow,
+) -> u8 {
     let RunHow {
         quiet,
         tls,
         repeat,
         part,
+        dry_run,
     } = how;
+    let path = args.scenario.as_path();
     if part {
         // A part whose parent dies (killed, say) is interrupted like a
         // Ctrl-C: it stops its server, writes what it measured and ends,
@@ -419,7 +678,8 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, ho
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::INT));
     }
-    let mut scenario = match Scenario::load(path) {
+    let overrides = args.overrides();
+    let mut scenario = match Scenario::load_with(path, &overrides) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -453,6 +713,16 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, ho
     scenario.tls |= tls;
     if let Some(r) = repeat {
         scenario.run.repeat = r;
+    }
+    if dry_run {
+        print!("{}", dry_run_text(&scenario, &overrides));
+        return exit::OK;
+    }
+    // Found before the run, not after it: a results directory that cannot
+    // be written used to lose a whole run's measurements at the end.
+    if let Err(e) = check_results_dir(results_dir) {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
     }
     // A part is one transport, once.
     let repeat = if part { 1 } else { scenario.run.repeat };
@@ -496,6 +766,7 @@ async fn run(path: &Path, results_dir: &Path, transports: Vec<TransportKind>, ho
     if !part && (scenario.transports.len() > 1 || repeat > 1) {
         let parts = Parts {
             path,
+            overrides: &overrides,
             scenario: &scenario,
             exe: &exe,
             quiet,
@@ -557,12 +828,31 @@ fn finish(summary: &Summary, dir: &Path, ending: Ending) -> u8 {
     if let Ending::Failed(reason) = &ending {
         eprintln!("error: the run stopped early: {reason}");
     }
-    ending_code(ending)
+    thresholds_code(&[summary], ending_code(ending))
+}
+
+/// A run that finished but failed one of its scenario's thresholds exits
+/// 1 (FAILED), like a run that stopped early.
+fn thresholds_code(summaries: &[&Summary], code: u8) -> u8 {
+    let failed = summaries
+        .iter()
+        .flat_map(|s| crate::thresholds::judge(s))
+        .filter(|v| !v.passed)
+        .count();
+    if failed > 0 {
+        eprintln!("error: {failed} threshold check(s) failed (listed above)");
+        if code == exit::OK {
+            return exit::FAILED;
+        }
+    }
+    code
 }
 
 /// What a run in parts needs to start each part.
 struct Parts<'a> {
     path: &'a Path,
+    /// Passed on to every part as `--set`, so each runs the same scenario.
+    overrides: &'a [Override],
     scenario: &'a Scenario,
     exe: &'a Path,
     quiet: bool,
@@ -678,7 +968,7 @@ async fn run_in_parts(
     if let Ending::Failed(reason) = &ending {
         eprintln!("error: the run stopped early: {reason}");
     }
-    ending_code(ending)
+    thresholds_code(&summaries.iter().collect::<Vec<_>>(), ending_code(ending))
 }
 
 /// One pass over the scenario's transports, each in its own generator
@@ -699,6 +989,11 @@ async fn run_parts_once(
             .arg(p.path)
             .args(["--part", "--transport", t.name(), "--results-dir"])
             .arg(&out)
+            .args(
+                p.overrides
+                    .iter()
+                    .map(|o| format!("--set={}={}", o.key, o.value)),
+            )
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
         if p.quiet {

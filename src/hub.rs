@@ -49,6 +49,9 @@ pub enum Drained {
 pub struct Hub {
     encoding: Encoding,
     buffer_len: usize,
+    /// Bytes of encoded events kept per topic (at least one event is kept).
+    buffer_bytes: usize,
+    max_topics: usize,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     published: AtomicU64,
     next_subscriber: AtomicU64,
@@ -64,6 +67,8 @@ struct TopicState {
     head: u64,
     /// Events `head - events.len() + 1 ..= head`.
     events: VecDeque<Encoded>,
+    /// Encoded bytes of `events`.
+    bytes: usize,
     waiters: Vec<(u64, Arc<Notify>)>,
 }
 
@@ -80,13 +85,33 @@ pub enum SubscribeError {
     },
     #[error("invalid topic name {0:?}: 1 to 64 of A-Z a-z 0-9 _ - .")]
     InvalidTopic(String),
+    #[error(transparent)]
+    TopicLimit(#[from] TopicLimit),
+}
+
+/// A new topic was asked for while the hub holds its most.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the server holds its most topics ({max}); topic {topic:?} is new")]
+pub struct TopicLimit {
+    pub topic: String,
+    pub max: usize,
 }
 
 impl Hub {
-    pub fn new(encoding: Encoding, buffer_len: usize) -> Hub {
+    /// A hub keeping the last `buffer_len` events of each topic, at most
+    /// `buffer_bytes` of them (but always the newest), over at most
+    /// `max_topics` topics.
+    pub fn new(
+        encoding: Encoding,
+        buffer_len: usize,
+        buffer_bytes: usize,
+        max_topics: usize,
+    ) -> Hub {
         Hub {
             encoding,
             buffer_len: buffer_len.max(1),
+            buffer_bytes,
+            max_topics,
             topics: RwLock::new(HashMap::new()),
             published: AtomicU64::new(0),
             next_subscriber: AtomicU64::new(1),
@@ -97,13 +122,20 @@ impl Hub {
         self.encoding
     }
 
-    /// The topic of that name, created on first use.
-    pub fn topic(&self, name: &str) -> Arc<Topic> {
+    /// The topic of that name, created on first use unless the hub holds
+    /// its most topics already.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, TopicLimit> {
         if let Some(t) = self.topics.read().expect("hub lock").get(name) {
-            return t.clone();
+            return Ok(t.clone());
         }
         let mut topics = self.topics.write().expect("hub lock");
-        topics
+        if topics.len() >= self.max_topics && !topics.contains_key(name) {
+            return Err(TopicLimit {
+                topic: name.to_owned(),
+                max: self.max_topics,
+            });
+        }
+        Ok(topics
             .entry(Arc::from(name))
             .or_insert_with_key(|name| {
                 Arc::new(Topic {
@@ -111,11 +143,12 @@ impl Hub {
                     state: Mutex::new(TopicState {
                         head: 0,
                         events: VecDeque::new(),
+                        bytes: 0,
                         waiters: Vec::new(),
                     }),
                 })
             })
-            .clone()
+            .clone())
     }
 
     /// Publishes one event: assigns its sequence number, stamps the actual
@@ -141,14 +174,18 @@ impl Hub {
             Encoding::Binary => None,
         };
         state.head = seq;
+        state.bytes += bytes.len();
         state.events.push_back(Encoded {
             topic: topic.name.clone(),
             seq,
             bytes,
             text,
         });
-        if state.events.len() > self.buffer_len {
-            state.events.pop_front();
+        while state.events.len() > self.buffer_len
+            || (state.bytes > self.buffer_bytes && state.events.len() > 1)
+        {
+            let old = state.events.pop_front().expect("more than one event");
+            state.bytes -= old.bytes.len();
         }
         for (_, waiter) in &state.waiters {
             waiter.notify_one();
@@ -207,7 +244,7 @@ impl Subscriber {
             if !codec::is_valid_topic(name) {
                 return Err(SubscribeError::InvalidTopic(name.clone()));
             }
-            let topic = hub.topic(name);
+            let topic = hub.topic(name)?;
             let mut state = topic.state.lock().expect("topic lock");
             let cursor = match *cursor {
                 Some(c) if c > state.head => {
@@ -316,8 +353,8 @@ mod tests {
 
     #[test]
     fn no_event_is_lost_between_polls() {
-        let hub = Hub::new(Encoding::Binary, 16);
-        let topic = hub.topic("A");
+        let hub = Hub::new(Encoding::Binary, 16, usize::MAX, usize::MAX);
+        let topic = hub.topic("A").unwrap();
         hub.publish(&topic, 1, b"x");
         // First poll subscribes from now: it gets the head, not old events.
         let (sub, started) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
@@ -336,8 +373,8 @@ mod tests {
 
     #[test]
     fn buffer_overrun_is_reported_as_missed() {
-        let hub = Hub::new(Encoding::Binary, 4);
-        let topic = hub.topic("A");
+        let hub = Hub::new(Encoding::Binary, 4, usize::MAX, usize::MAX);
+        let topic = hub.topic("A").unwrap();
         for i in 0..10 {
             hub.publish(&topic, i, b"");
         }
@@ -347,7 +384,7 @@ mod tests {
 
     #[test]
     fn cursor_ahead_of_head_is_refused() {
-        let hub = Hub::new(Encoding::Json, 4);
+        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
         let err = Subscriber::new(&hub, &[("A".into(), Some(3))])
             .err()
             .unwrap();
@@ -364,8 +401,8 @@ mod tests {
 
     #[test]
     fn drain_respects_the_cap_and_resumes_where_it_stopped() {
-        let hub = Hub::new(Encoding::Binary, 100);
-        let (a, b) = (hub.topic("A"), hub.topic("B"));
+        let hub = Hub::new(Encoding::Binary, 100, usize::MAX, usize::MAX);
+        let (a, b) = (hub.topic("A").unwrap(), hub.topic("B").unwrap());
         let (mut sub, _) =
             Subscriber::new(&hub, &[("A".into(), None), ("B".into(), None)]).unwrap();
         for i in 0..5 {
@@ -381,8 +418,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_publish_wakes_the_subscriber_even_if_it_was_not_yet_waiting() {
-        let hub = Hub::new(Encoding::Json, 4);
-        let topic = hub.topic("A");
+        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let topic = hub.topic("A").unwrap();
         let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         hub.publish(&topic, 0, b"");
         tokio::time::timeout(std::time::Duration::from_secs(5), sub.changed())
@@ -392,8 +429,8 @@ mod tests {
 
     #[test]
     fn dropped_subscribers_unregister() {
-        let hub = Hub::new(Encoding::Json, 4);
-        let topic = hub.topic("A");
+        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let topic = hub.topic("A").unwrap();
         let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         assert_eq!(topic.state.lock().unwrap().waiters.len(), 1);
         drop(sub);
@@ -403,8 +440,8 @@ mod tests {
 
     #[test]
     fn json_events_are_encoded_once_as_checked_text() {
-        let hub = Hub::new(Encoding::Json, 4);
-        let topic = hub.topic("A");
+        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let topic = hub.topic("A").unwrap();
         let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         hub.publish(&topic, 5, b"hi");
         let mut got = None;
@@ -413,5 +450,42 @@ mod tests {
             panic!("no event")
         };
         assert_eq!(e.text.as_ref().unwrap().as_str().as_bytes(), &e.bytes[..]);
+    }
+
+    #[test]
+    fn a_topic_keeps_at_most_its_bytes_but_always_the_newest_event() {
+        let hub = Hub::new(Encoding::Binary, 1000, 3_000, usize::MAX);
+        let topic = hub.topic("A").unwrap();
+        for i in 0..10 {
+            hub.publish(&topic, i, &[b'x'; 1000]);
+        }
+        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), Some(0))]).unwrap();
+        let (got, missed) = seqs(&mut sub);
+        // Each event is 1,000 bytes of payload plus its envelope: two fit.
+        assert_eq!(got, vec![9, 10]);
+        assert_eq!(missed, vec![(1, 8)]);
+        // One event larger than the whole budget is still kept.
+        hub.publish(&topic, 11, &[b'x'; 5000]);
+        let (got, _) = seqs(&mut sub);
+        assert_eq!(got, vec![11]);
+    }
+
+    #[test]
+    fn topics_past_the_cap_are_refused_and_existing_ones_still_served() {
+        let hub = Hub::new(Encoding::Binary, 4, usize::MAX, 2);
+        hub.topic("A").unwrap();
+        hub.topic("B").unwrap();
+        assert_eq!(
+            hub.topic("C").err(),
+            Some(TopicLimit {
+                topic: "C".into(),
+                max: 2
+            })
+        );
+        assert!(hub.topic("A").is_ok());
+        assert!(matches!(
+            Subscriber::new(&hub, &[("A".into(), None), ("D".into(), None)]),
+            Err(SubscribeError::TopicLimit(_))
+        ));
     }
 }

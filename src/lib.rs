@@ -19,4 +19,5 @@ pub mod scenario;
 pub mod schedule;
 pub mod server;
 pub mod server_process;
+pub mod thresholds;
 pub mod tls;

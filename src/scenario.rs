@@ -127,6 +127,9 @@ pub struct Scenario {
     /// How the comparison as a whole is run.
     #[serde(default)]
     pub run: Run,
+    /// Pass/fail conditions judged on the finished run (`[thresholds]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<crate::thresholds::Threshold>,
 }
 
 /// `[run]`: how many times the whole comparison runs.
@@ -284,13 +287,54 @@ impl Scenario {
 
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        Scenario::parse(path, &read_scenario(path)?)
+    }
+
+    /// Reads a scenario file and applies command-line overrides to it, each
+    /// validated exactly like the file; an error in an overridden key names
+    /// the flag that set it.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+        if overrides.is_empty() {
+            return Scenario::load(path);
+        }
+        let text = read_scenario(path)?;
+        // Malformed TOML or a broken file is reported against the file.
+        let mut table: toml::Table = match toml::from_str(&text) {
+            Ok(t) => t,
+            Err(_) => return Scenario::parse(path, &text),
+        };
+        for o in overrides {
+            o.apply(&mut table)?;
+        }
+        let merged = toml::to_string(&table).map_err(|e| ScenarioError {
             file: path.to_path_buf(),
             position: None,
             field: None,
-            message: format!("cannot read the scenario file: {e}"),
+            message: format!("cannot apply the overrides: {e}"),
         })?;
-        Scenario::parse(path, &text)
+        Scenario::parse(path, &merged).map_err(|e| {
+            match overrides
+                .iter()
+                .rev()
+                .find(|o| e.field.as_deref() == Some(o.key.as_str()))
+            {
+                // The override's own value was refused: name the flag.
+                Some(o) => ScenarioError {
+                    file: PathBuf::from(&o.flag),
+                    position: None,
+                    ..e
+                },
+                // Something else: the file's own place for it, if the file
+                // alone has the same problem.
+                None => match Scenario::parse(path, &text) {
+                    Err(original) if original.field == e.field => original,
+                    _ => ScenarioError {
+                        position: None,
+                        ..e
+                    },
+                },
+            }
+        })
     }
 
     /// Validates scenario text; `path` is used for messages and the default name.
@@ -571,7 +615,23 @@ impl Scenario {
             None => 1,
         };
 
+        let thresholds = match raw.thresholds {
+            Some(table) => {
+                let span = table.span();
+                let mut flat = Vec::new();
+                flatten_thresholds(String::new(), table.into_inner(), &mut flat)
+                    .map_err(|m| err(Some(span.clone()), Some("thresholds".into()), m))?;
+                for t in &flat {
+                    t.check()
+                        .map_err(|m| err(Some(span.clone()), Some("thresholds".into()), m))?;
+                }
+                flat
+            }
+            None => Vec::new(),
+        };
+
         Ok(Scenario {
+            thresholds,
             name,
             file: path.display().to_string(),
             transports,
@@ -742,6 +802,95 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+fn read_scenario(path: &Path) -> Result<String, ScenarioError> {
+    std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.to_path_buf(),
+        position: None,
+        field: None,
+        message: format!("cannot read the scenario file: {e}"),
+    })
+}
+
+/// One scenario key set from the command line (`--set KEY=VALUE`, or a
+/// shortcut such as `--rate`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    /// Dotted key, e.g. `publish.rate`.
+    pub key: String,
+    /// The value as TOML (`800`, `"10s"`, `["websocket"]`); a bare word that
+    /// is not TOML is taken as a string, so `--set phases.measure=10s` works.
+    pub value: String,
+    /// How the user wrote it, for messages: `--set publish.rate=0`, `--rate 0`.
+    pub flag: String,
+}
+
+impl Override {
+    /// Parses `KEY=VALUE` as given to `--set`.
+    pub fn parse_set(arg: &str) -> Result<Override, String> {
+        let (key, value) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("{arg:?}: expected KEY=VALUE, e.g. publish.rate=1600"))?;
+        let key = key.trim();
+        if key.is_empty()
+            || !key.split('.').all(|part| {
+                !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+        {
+            return Err(format!(
+                "{key:?}: expected a dotted scenario key such as clients.count or publish.rate"
+            ));
+        }
+        Ok(Override {
+            key: key.to_owned(),
+            value: value.trim().to_owned(),
+            flag: format!("--set {arg}"),
+        })
+    }
+
+    /// A shortcut flag for one key.
+    pub fn shortcut(flag: &str, key: &str, value: String) -> Override {
+        Override {
+            flag: format!("{flag} {value}"),
+            key: key.to_owned(),
+            value,
+        }
+    }
+
+    /// The value as TOML: a number, boolean, string, array or inline table
+    /// as written, or else the text itself as a string.
+    fn toml_value(&self) -> toml::Value {
+        toml::from_str::<toml::Table>(&format!("v = {}", self.value))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(self.value.clone()))
+    }
+
+    fn apply(&self, table: &mut toml::Table) -> Result<(), ScenarioError> {
+        let refuse = |message: String| ScenarioError {
+            file: PathBuf::from(&self.flag),
+            position: None,
+            field: Some(self.key.clone()),
+            message,
+        };
+        let mut parts: Vec<&str> = self.key.split('.').collect();
+        let last = parts.pop().expect("keys have a part");
+        let mut at = table;
+        for (i, part) in parts.iter().enumerate() {
+            let entry = at
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = entry.as_table_mut().ok_or_else(|| {
+                refuse(format!(
+                    "{} is a value, not a section",
+                    parts[..=i].join(".")
+                ))
+            })?;
+        }
+        at.insert(last.to_owned(), self.toml_value());
+        Ok(())
+    }
+}
+
 /// A scenario that cannot be run, and why.
 #[derive(Debug)]
 pub struct ScenarioError {
@@ -787,6 +936,35 @@ struct RawScenario {
     messages: Option<RawClientSends>,
     echo: Option<RawClientSends>,
     run: Option<RawRun>,
+    thresholds: Option<Spanned<toml::Table>>,
+}
+
+/// `[thresholds]` keys as written, quoted (`"websocket.latency.p99"`) or
+/// as nested tables (`websocket.latency.p99 = …`): one dotted key each.
+fn flatten_thresholds(
+    prefix: String,
+    table: toml::Table,
+    out: &mut Vec<crate::thresholds::Threshold>,
+) -> Result<(), String> {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::String(condition) => {
+                out.push(crate::thresholds::Threshold { key, condition })
+            }
+            toml::Value::Table(inner) => flatten_thresholds(key, inner, out)?,
+            other => {
+                return Err(format!(
+                    "threshold {key:?} = {other}: expected a condition in quotes, e.g. \"< 50ms\" or \"== 0\""
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,8 @@ pub enum ServerLaunch {
         pid: Option<u32>,
         /// The server's certificate (PEM) when it serves TLS.
         tls_cert_pem: Option<String>,
+        /// The token its control routes require, if any.
+        token: Option<String>,
     },
 }
 
@@ -36,6 +38,8 @@ pub struct ServerUnderTest {
     pub proc: Option<ProcHandle>,
     child: Option<std::sync::Mutex<Child>>,
     http: reqwest::Client,
+    /// Bearer token of the control routes.
+    token: Option<String>,
 }
 
 /// The line `pushbench serve` prints once it accepts connections.
@@ -55,6 +59,13 @@ fn control_client(tls_cert_pem: Option<&str>) -> anyhow::Result<reqwest::Client>
     Ok(builder.build()?)
 }
 
+/// Bytes a topic's buffer needs to hold `publish.buffer_per_topic` events
+/// of the scenario's payload, within what `serve` allows.
+fn scenario_buffer_bytes(scenario: &Scenario) -> u64 {
+    let event = scenario.publish.payload_bytes as u64 + crate::codec::MAX_ENVELOPE_BYTES as u64;
+    (scenario.publish.buffer_per_topic as u64 * event).clamp(1 << 20, 16 << 30)
+}
+
 impl ServerUnderTest {
     pub async fn start(
         launch: &ServerLaunch,
@@ -65,12 +76,14 @@ impl ServerUnderTest {
                 addr,
                 pid,
                 tls_cert_pem,
+                token,
             } => Ok(ServerUnderTest {
                 addr: *addr,
                 tls_cert_pem: tls_cert_pem.clone(),
                 proc: pid.map(ProcHandle::pid),
                 child: None,
                 http: control_client(tls_cert_pem.as_deref())?,
+                token: token.clone(),
             }),
             ServerLaunch::Spawn { exe } => {
                 // The server writes its fresh certificate here before it
@@ -80,8 +93,11 @@ impl ServerUnderTest {
                 } else {
                     None
                 };
+                // A fresh token per server, passed in the environment (a
+                // command line is visible to every user of the machine).
+                let token = crate::server::random_token();
                 let mut command = Command::new(exe);
-                command.arg("serve");
+                command.arg("serve").env("PUSHBENCH_TOKEN", &token);
                 if let Some(f) = &cert_file {
                     command.arg("--tls-cert-out").arg(f.path());
                 }
@@ -91,6 +107,13 @@ impl ServerUnderTest {
                     .args([
                         "--buffer-per-topic",
                         &scenario.publish.buffer_per_topic.to_string(),
+                    ])
+                    // Room for the scenario's whole event buffer, whatever
+                    // the payload size: its resume semantics are the
+                    // scenario's, not the exposed server's default budget.
+                    .args([
+                        "--buffer-bytes-per-topic",
+                        &scenario_buffer_bytes(scenario).to_string(),
                     ])
                     .args([
                         "--heartbeat",
@@ -144,8 +167,18 @@ impl ServerUnderTest {
                     tls_cert_pem,
                     proc: Some(ProcHandle::pid(pid)),
                     child: Some(std::sync::Mutex::new(child)),
+                    token: Some(token),
                 })
             }
+        }
+    }
+
+    /// A control request, with the token when the server has one.
+    fn control(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -165,7 +198,10 @@ impl ServerUnderTest {
     pub async fn stats(&self) -> anyhow::Result<ServerStats> {
         let mut attempt = 1;
         loop {
-            let sent = self.http.get(self.url("/_pushbench/stats")).send().await;
+            let sent = self
+                .control(reqwest::Method::GET, "/_pushbench/stats")
+                .send()
+                .await;
             let answer = match sent {
                 Ok(r) => r.error_for_status()?.json().await,
                 Err(e) => Err(e),
@@ -186,8 +222,7 @@ impl ServerUnderTest {
 
     pub async fn publish(&self, plan: &PublishPlan) -> anyhow::Result<()> {
         let r = self
-            .http
-            .post(self.url("/_pushbench/publish"))
+            .control(reqwest::Method::POST, "/_pushbench/publish")
             .json(plan)
             .send()
             .await?;

@@ -1,9 +1,10 @@
 //! Server-sent events client (what a browser's EventSource does): one
 //! kept-alive HTTP/1.1 request whose `text/event-stream` answer stays open.
 //!
-//! After a reconnect it sends `Last-Event-ID`. The server's ids are the
-//! stream's whole cursor (docs/protocol.md), so the last id an EventSource
-//! would hold is exactly the client's cursor, which is what is sent.
+//! After a reconnect it sends `Last-Event-ID` with its whole cursor, every
+//! topic's last sequence number: the server's ids name only each event's
+//! own topic (docs/protocol.md), so the last id alone would resume one
+//! topic of several.
 
 use ::http::{HeaderValue, Request, header};
 use std::borrow::Cow;

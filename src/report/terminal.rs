@@ -47,6 +47,7 @@ pub fn notices(summary: &Summary) -> Vec<String> {
             lines.push(format!("INCOMPLETE: {}: {reason}", t.transport));
         }
     }
+    lines.extend(crate::thresholds::judge(summary).iter().map(|v| v.line()));
     if summary.transports.iter().any(super::table::has_few_samples) {
         lines.push(format!(
             "*: from too few samples to rely on: a percentile with fewer than {} samples beyond it (p99 needs {} samples), or a per-event figure over fewer than {} events",

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::clock;
+use crate::hub::Topic;
 use crate::schedule::{Arrival, Schedule};
 
 /// What the publisher is asked to do. All times on the host's monotonic clock.
@@ -98,6 +99,61 @@ pub(super) struct Gauges {
     polls: Arc<AtomicU64>,
     sse_streams: Arc<AtomicU64>,
     client_messages: AtomicU64,
+    refusals: [AtomicU64; Refusal::ALL.len()],
+}
+
+/// Why the server refused or ended a client: each counted, and reported by
+/// name in `/_pushbench/stats` (`refusals`), so a run can tell that a limit
+/// shaped its figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// A control route without the right token (401).
+    Token,
+    /// A Host that is not a loopback name on a loopback server (403).
+    Host,
+    /// A connection past the connection cap (503).
+    Connections,
+    /// A client whose writes stalled past the write timeout (closed).
+    SlowConsumer,
+    /// A request that would create a topic past the hub's cap (429, 1008).
+    Topics,
+    /// A WebSocket message past the size limit (1009).
+    MessageSize,
+    /// A request body past its size limit (413).
+    BodySize,
+    /// A request body not received within the body timeout (408).
+    BodyTimeout,
+    /// A WebSocket client that broke the protocol (1002) or sent invalid
+    /// UTF-8 (1007).
+    Protocol,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 9] = [
+        Refusal::Token,
+        Refusal::Host,
+        Refusal::Connections,
+        Refusal::SlowConsumer,
+        Refusal::Topics,
+        Refusal::MessageSize,
+        Refusal::BodySize,
+        Refusal::BodyTimeout,
+        Refusal::Protocol,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::Token => "token",
+            Refusal::Host => "host",
+            Refusal::Connections => "connection_limit",
+            Refusal::SlowConsumer => "slow_consumer",
+            Refusal::Topics => "topic_limit",
+            Refusal::MessageSize => "message_size",
+            Refusal::BodySize => "body_size",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::Protocol => "websocket_protocol",
+        }
+    }
 }
 
 pub(super) struct GaugeGuard(Arc<AtomicU64>);
@@ -125,6 +181,20 @@ impl Gauges {
     pub(super) fn client_message(&self) {
         self.client_messages.fetch_add(1, Ordering::Relaxed);
     }
+    pub(super) fn refused(&self, why: Refusal) {
+        let i = Refusal::ALL
+            .iter()
+            .position(|r| *r == why)
+            .expect("every refusal is listed");
+        self.refusals[i].fetch_add(1, Ordering::Relaxed);
+    }
+    fn refusals(&self) -> BTreeMap<String, u64> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refusals)
+            .map(|(r, n)| (r.name().to_owned(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 /// The server's counters, as `GET /_pushbench/stats` reports them.
@@ -141,6 +211,10 @@ pub struct ServerStats {
     /// Messages clients published (WebSocket frames, `POST /send`).
     #[serde(default)]
     pub client_messages: u64,
+    /// Clients refused or closed by a limit, by reason (`slow_consumer`,
+    /// `connection_limit`, `topic_limit`, …; docs/protocol.md, "Limits").
+    #[serde(default)]
+    pub refusals: BTreeMap<String, u64>,
     /// Newest sequence number per topic.
     pub heads: BTreeMap<String, u64>,
 }
@@ -154,6 +228,7 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<ServerStat
         polls_in_progress: state.gauges.polls.load(Ordering::Relaxed),
         sse_streams: state.gauges.sse_streams.load(Ordering::Relaxed),
         client_messages: state.gauges.client_messages.load(Ordering::Relaxed),
+        refusals: state.gauges.refusals(),
         heads: state.hub.heads(),
     })
 }
@@ -176,6 +251,18 @@ pub(super) async fn publish(
         )
             .into_response();
     }
+    let topics = match plan
+        .topics
+        .iter()
+        .map(|t| state.hub.topic(t))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(topics) => topics,
+        Err(e) => {
+            state.gauges.refused(Refusal::Topics);
+            return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
+        }
+    };
     {
         let mut s = state.publisher.state.lock().expect("publisher lock");
         if *s == PublisherState::Running {
@@ -185,7 +272,7 @@ pub(super) async fn publish(
     }
     let spawned = std::thread::Builder::new()
         .name("pushbench-publisher".into())
-        .spawn(move || run_publisher(&state, &plan));
+        .spawn(move || run_publisher(&state, &plan, topics));
     match spawned {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(e) => (
@@ -203,8 +290,7 @@ pub(super) async fn publish(
 /// It runs on its own thread and sleeps with the kernel's high-resolution
 /// timer: the async runtime's timer has a 1 ms granularity that would add
 /// up to a millisecond of the publisher's own lateness to every event.
-fn run_publisher(state: &AppState, plan: &PublishPlan) {
-    let topics: Vec<_> = plan.topics.iter().map(|t| state.hub.topic(t)).collect();
+fn run_publisher(state: &AppState, plan: &PublishPlan, topics: Vec<Arc<Topic>>) {
     let payload: Vec<u8> = (0..plan.payload_bytes)
         .map(|i| b'a' + (i % 26) as u8)
         .collect();

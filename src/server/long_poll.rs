@@ -57,7 +57,7 @@ pub async fn poll(
         .clamp(1, config.max_batch);
     let (mut sub, started) = match Subscriber::new(&state.hub, &entries) {
         Ok(ok) => ok,
-        Err(e) => return bad_request(e.to_string()),
+        Err(e) => return super::refuse_subscription(&state, e),
     };
     let _gauge = state.gauges.poll();
 

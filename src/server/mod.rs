@@ -6,6 +6,7 @@
 //! serve` run it in-process through [`app`] and [`serve`].
 
 mod admin;
+mod conn;
 mod long_poll;
 pub mod send;
 mod sse;
@@ -16,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -41,6 +46,29 @@ pub struct ServerConfig {
     /// Rough cap on the bytes of one long-poll answer.
     pub max_batch_bytes: usize,
     pub heartbeat: Duration,
+    /// Bytes of events kept per topic, besides their count: a topic of
+    /// 1 MiB events keeps fewer of them.
+    pub buffer_bytes_per_topic: usize,
+    /// Topics the hub holds at most; a request that would create one more
+    /// is refused (429, WebSocket 1008).
+    pub max_topics: usize,
+    /// Largest WebSocket message (and frame) a client may send, `/echo`
+    /// included; past it the connection is closed with 1009.
+    pub max_message: usize,
+    /// Open connections at most; past it a new one is answered 503 and
+    /// closed instead of waiting unanswered in the backlog.
+    pub max_connections: usize,
+    /// A write to a client that makes no progress this long ends the
+    /// connection (a slow consumer): its events stay in the topic buffers
+    /// and it resumes by cursor like any reconnect.
+    pub write_timeout: Duration,
+    /// Bearer token the control routes (`/_pushbench/…`) require. `None`
+    /// leaves them open: only for servers inside a test process.
+    pub token: Option<String>,
+    /// Refuse requests (403) whose Host is not a loopback name: a server
+    /// bound to loopback must not answer pages that rebound a public name
+    /// to 127.0.0.1 (DNS rebinding).
+    pub loopback_hosts_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -52,9 +80,33 @@ impl Default for ServerConfig {
             max_batch: 10_000,
             max_batch_bytes: 1 << 20,
             heartbeat: Duration::from_secs(15),
+            buffer_bytes_per_topic: DEFAULT_BUFFER_BYTES_PER_TOPIC,
+            max_topics: DEFAULT_MAX_TOPICS,
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            token: None,
+            loopback_hosts_only: true,
         }
     }
 }
+
+/// Defaults of the limits above; `pushbench serve --help` and
+/// docs/protocol.md ("Limits") list them.
+pub const DEFAULT_BUFFER_BYTES_PER_TOPIC: usize = 64 << 20;
+pub const DEFAULT_MAX_TOPICS: usize = 100_000;
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A fresh control token: 128 random bits, hex.
+pub fn random_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Largest `--max-message`: a frame tungstenite can hold, and room for
+/// the conformance suite's largest (16 MiB) messages.
+pub const MAX_MAX_MESSAGE: usize = 16 << 20;
 
 pub struct AppState {
     pub hub: Hub,
@@ -66,7 +118,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: ServerConfig) -> Arc<AppState> {
         Arc::new(AppState {
-            hub: Hub::new(config.encoding, config.buffer_per_topic),
+            hub: Hub::new(
+                config.encoding,
+                config.buffer_per_topic,
+                config.buffer_bytes_per_topic,
+                config.max_topics,
+            ),
             config,
             publisher: admin::Publisher::default(),
             gauges: admin::Gauges::default(),
@@ -76,21 +133,141 @@ impl AppState {
 
 /// Every route of the server.
 pub fn app(state: Arc<AppState>) -> Router {
+    let control = Router::new()
+        .route(
+            "/_pushbench/publish",
+            post(admin::publish)
+                .layer(axum::extract::DefaultBodyLimit::max(admin::MAX_PLAN_BODY))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    body_within::<{ admin::MAX_PLAN_BODY }>,
+                )),
+        )
+        .route("/_pushbench/stats", get(admin::stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
+        .route("/", get(index))
         // `any`: HTTP/1.1 upgrades with GET, HTTP/2 with extended CONNECT.
         .route("/ws", any(websocket::upgrade))
+        .route("/echo", any(websocket::echo_upgrade))
         .route("/lp", get(long_poll::poll))
         .route("/sse", get(sse::stream))
         .route(
             "/send",
-            post(send::post).layer(axum::extract::DefaultBodyLimit::max(send::MAX_BODY)),
+            post(send::post)
+                .layer(axum::extract::DefaultBodyLimit::max(send::MAX_BODY))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    body_within::<{ send::MAX_BODY }>,
+                )),
         )
-        .route(
-            "/_pushbench/publish",
-            post(admin::publish).layer(axum::extract::DefaultBodyLimit::max(admin::MAX_PLAN_BODY)),
-        )
-        .route("/_pushbench/stats", get(admin::stats))
+        .merge(control)
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
+}
+
+/// The answer to a subscription the hub refused: 429 when the server holds
+/// its most topics (counted), 400 for the client's own mistakes.
+fn refuse_subscription(state: &AppState, e: crate::hub::SubscribeError) -> Response {
+    let status = match e {
+        crate::hub::SubscribeError::TopicLimit(_) => {
+            state.gauges.refused(admin::Refusal::Topics);
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        format!("{e}\n"),
+    )
+        .into_response()
+}
+
+/// Bodies are read whole, in bounded time and size, before a handler runs.
+async fn body_within<const LIMIT: usize>(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match send::read_body_within(&state, req, LIMIT).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /`: what this server offers, for whoever opens it in a browser.
+async fn index() -> &'static str {
+    "pushbench server (docs/protocol.md)\n\
+     GET  /ws     WebSocket: subscribe, then events\n\
+     GET  /sse    server-sent events: /sse?subs=TOPIC,...\n\
+     GET  /lp     long poll: /lp?cursor=TOPIC:SEQ,...\n\
+     POST /send   publish a client message (application/json)\n\
+     GET  /echo   WebSocket echo (conformance testing)\n\
+     /_pushbench/publish, /_pushbench/stats: control routes (token required)\n"
+}
+
+/// The control routes start publishers and read every counter: they take
+/// `Authorization: Bearer TOKEN` when the server has a token (401 without).
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.config.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            state.gauges.refused(admin::Refusal::Token);
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "control routes need Authorization: Bearer TOKEN (printed by `pushbench serve`, or its --token / PUSHBENCH_TOKEN)\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// See [`ServerConfig::loopback_hosts_only`].
+async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.config.loopback_hosts_only {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.host().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| {
+                        h.parse::<http::uri::Authority>()
+                            .map_or(h.to_owned(), |a| a.host().to_owned())
+                    })
+            });
+        if !host.as_deref().is_some_and(is_loopback_host) {
+            state.gauges.refused(admin::Refusal::Host);
+            return (
+                StatusCode::FORBIDDEN,
+                "this server listens on loopback and answers only loopback host names (localhost, 127.x.x.x, [::1])\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Binds a listener with a backlog deep enough for thousands of clients
@@ -137,7 +314,7 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(app(state));
+    let service = TowerToHyperService::new(app(state.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -152,6 +329,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let tls = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -166,9 +344,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        let Some(slot) = conn::Slot::take(&open, state.config.max_connections) else {
+            state.gauges.refused(admin::Refusal::Connections);
+            tokio::spawn(conn::refuse(tcp, tls.is_some()));
+            continue;
+        };
+        let tcp = conn::StallGuard::new(tcp, state.config.write_timeout, state.clone());
         let (builder, service, tls) = (builder.clone(), service.clone(), tls.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);

@@ -22,6 +22,8 @@ pub enum Refused {
     Topic(String),
     #[error("send a publish message here, not {0}")]
     Unexpected(&'static str),
+    #[error(transparent)]
+    TopicLimit(#[from] crate::hub::TopicLimit),
 }
 
 /// Publishes one client message. Returns the sequence number it got.
@@ -35,9 +37,10 @@ pub fn accept(state: &AppState, message: ClientMessage<'_>) -> Result<u64, Refus
             if !codec::is_valid_topic(&topic) {
                 return Err(Refused::Topic(topic.into_owned()));
             }
-            let seq = state
-                .hub
-                .publish(&state.hub.topic(&topic), intended_ns, payload.as_bytes());
+            let topic = state.hub.topic(&topic).inspect_err(|_| {
+                state.gauges.refused(super::admin::Refusal::Topics);
+            })?;
+            let seq = state.hub.publish(&topic, intended_ns, payload.as_bytes());
             state.gauges.client_message();
             Ok(seq)
         }
@@ -79,10 +82,53 @@ pub async fn post(
     match message.and_then(|m| accept(&state, m)) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (
-            StatusCode::BAD_REQUEST,
+            match e {
+                Refused::TopicLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
+            },
             [(header::CACHE_CONTROL, "no-store")],
             format!("{e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// A client has this long to send a request body once its headers are in:
+/// unfinished bodies were held forever (200 of them held 362 MB).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a request's body whole, within [`BODY_READ_TIMEOUT`] and `limit`
+/// bytes (413 past it, 408 when too slow), before its handler runs.
+pub async fn read_body_within(
+    state: &AppState,
+    req: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::extract::Request, Response> {
+    use super::admin::Refusal;
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        )),
+        Ok(Err(_)) => {
+            state.gauges.refused(Refusal::BodySize);
+            Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a request body here is at most {limit} bytes\n"),
+            )
+                .into_response())
+        }
+        Err(_) => {
+            state.gauges.refused(Refusal::BodyTimeout);
+            Err((
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s\n",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+                .into_response())
+        }
     }
 }

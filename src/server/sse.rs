@@ -1,14 +1,17 @@
 //! Server-sent events route: `GET /sse?subs=A,B` answers with a
 //! `text/event-stream` that stays open.
 //!
-//! The first block answers the subscription (`event: subscribed`); each
-//! event follows as one block whose data is the JSON event. A client may
-//! subscribe to several topics, so an event's `id:` is the stream's whole
-//! cursor after it (`A:5,B:9`), not one sequence number: that is what an
-//! EventSource keeps and sends back as `Last-Event-ID` when it reconnects,
-//! and the server resumes every topic from it. For a one-topic stream the
-//! id is simply `A:5`. Heartbeat comments keep idle streams alive through
-//! proxies and let both ends notice a dead connection.
+//! The first block answers the subscription (`event: subscribed`, its id
+//! the stream's whole cursor, `A:5,B:9`); each event follows as one block
+//! whose data is the JSON event and whose `id:` is that event's own
+//! `TOPIC:SEQ`. Only what changed, so an event costs the same bytes
+//! whatever the subscription's size (ids listing every topic made one
+//! 130-byte event 90 KB on 13k topics). `Last-Event-ID` resumes the topics
+//! it names; the others resume from the query's cursors, so a client that
+//! follows several topics and must miss nothing reconnects with its own
+//! cursor in the query or in `Last-Event-ID` (as pushbench's client does).
+//! Heartbeat comments keep idle streams alive through proxies and let both
+//! ends notice a dead connection.
 
 use std::sync::Arc;
 
@@ -85,7 +88,7 @@ pub async fn stream(
     }
     let (sub, _started) = match Subscriber::new(&state.hub, &entries) {
         Ok(ok) => ok,
-        Err(e) => return bad_request(e.to_string()),
+        Err(e) => return super::refuse_subscription(&state, e),
     };
     let mut first = BytesMut::new();
     let heads = sub.cursors().map(|(t, c)| (t.into(), c)).collect();
@@ -157,9 +160,8 @@ impl EventStream {
 }
 
 /// Every event after the cursors (up to a chunk), one block each, with the
-/// stream's cursor after that event as its id.
+/// event's own `TOPIC:SEQ` as its id.
 fn drain_blocks(sub: &mut Subscriber, more: &mut bool) -> BytesMut {
-    let mut cursors: Vec<(Arc<str>, u64)> = sub.cursors().map(|(t, c)| (t.into(), c)).collect();
     let mut drained = Vec::new();
     *more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| drained.push(d));
     let mut out = BytesMut::new();
@@ -178,11 +180,8 @@ fn drain_blocks(sub: &mut Subscriber, more: &mut bool) -> BytesMut {
                 (topic, last, buf.freeze())
             }
         };
-        if let Some(entry) = cursors.iter_mut().find(|(t, _)| *t == topic) {
-            entry.1 = seq;
-        }
         id.clear();
-        codec::format_cursor(cursors.iter().map(|(t, c)| (t.as_ref(), Some(*c))), &mut id);
+        codec::format_cursor(std::iter::once((topic.as_ref(), Some(seq))), &mut id);
         let data = std::str::from_utf8(&data).expect("JSON is UTF-8");
         sse::encode_event(Some(&id), None, data, &mut out).expect("cursor ids have no line breaks");
     }

@@ -10,11 +10,16 @@ fn run_with(scenario: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.toml");
     std::fs::write(&path, scenario).unwrap();
-    let out = pushbench()
-        .args(["run", path.to_str().unwrap(), "--results-dir"])
-        .arg(dir.path().join("results"))
-        .output()
-        .unwrap();
+    outcome(
+        pushbench()
+            .args(["run", path.to_str().unwrap(), "--results-dir"])
+            .arg(dir.path().join("results")),
+    )
+}
+
+/// Exit code, stdout and stderr of a finished command.
+fn outcome(command: &mut Command) -> (i32, String, String) {
+    let out = command.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -387,4 +392,134 @@ fn stdout_of_success(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+#[test]
+fn a_results_dir_that_cannot_be_written_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        crate::util::tiny_scenario("\"websocket\"", "json"),
+    )
+    .unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let out = pushbench()
+        .args(["run", scenario.to_str().unwrap(), "--results-dir"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--results-dir {}", file.display())),
+        "{stderr}"
+    );
+    // Refused before anything started: no phase ran.
+    assert!(!stderr.contains("connect"), "{stderr}");
+}
+
+fn validate(args: &[&str]) -> (i32, String, String) {
+    outcome(
+        pushbench()
+            .args(["validate", "scenarios/stock_ticker.toml"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+#[test]
+fn overrides_are_validated_like_the_file_and_errors_name_the_flag() {
+    let (code, out, err) = validate(&[
+        "--rate",
+        "1600",
+        "-c",
+        "1000",
+        "--set",
+        "phases.measure=10s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // 1,600 events/s, each reaching 1,000 × 5 / 250 = 20 clients.
+    assert!(out.contains("about 32000 deliveries/s"), "{out}");
+    assert!(out.contains("measure 10s"), "{out}");
+    assert!(
+        out.contains("overrides: --clients 1000, --rate 1600, --set phases.measure=10s"),
+        "{out}"
+    );
+
+    for (args, expect) in [
+        (
+            vec!["--set", "publish.rate=0"],
+            "--set publish.rate=0: publish.rate: out of range",
+        ),
+        (
+            vec!["--rate", "-5"],
+            "--rate -5: publish.rate: out of range",
+        ),
+        (vec!["-d", "10"], "--duration 10: phases.measure"),
+        (vec!["--set", "publsh.rate=1"], "unknown field `publsh`"),
+        (vec!["--set", "rate"], "expected KEY=VALUE"),
+    ] {
+        let (code, _, err) = validate(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_dry_run_shows_what_would_run_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let out = pushbench()
+        .args([
+            "run",
+            "scenarios/stock_ticker.toml",
+            "--dry-run",
+            "--transport",
+            "sse",
+        ])
+        .arg("--results-dir")
+        .arg(&results)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("transports: sse (1)"), "{stdout}");
+    assert!(stdout.contains("open files: about 2256"), "{stdout}");
+    assert!(!results.exists(), "a dry run wrote {}", results.display());
+}
+
+#[test]
+fn thresholds_are_judged_and_a_failed_one_exits_1() {
+    // Nested-table and quoted keys alike; one threshold no machine can
+    // meet (a latency under a nanosecond), one every correct run meets.
+    let text = crate::util::tiny_scenario("\"websocket\"", "json")
+        + "\n[thresholds]\n\"*.lost\" = \"== 0\"\nwebsocket.latency.p50 = \"< 0.000001ms\"\n";
+    let (code, stdout, stderr) = run_with(&text);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("threshold passed: websocket: *.lost == 0 (was 0)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("threshold FAILED: websocket: websocket.latency.p50 < 0.000001ms"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 threshold check(s) failed"), "{stderr}");
+
+    let bad = crate::util::tiny_scenario("\"websocket\"", "json")
+        + "\n[thresholds]\n\"websocket.latency.p98\" = \"< 5ms\"\n";
+    let (code, _, stderr) = run_with(&bad);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("thresholds: threshold \"websocket.latency.p98\": no figure"),
+        "{stderr}"
+    );
 }

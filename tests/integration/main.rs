@@ -11,6 +11,7 @@
 //! - `schema`: docs/summary.schema.json matches the code.
 
 mod cli;
+mod hostile;
 mod protocol;
 mod reports;
 mod schema;

@@ -71,6 +71,7 @@ async fn run(case: &Case) -> RunOutcome {
         addr,
         pid: None,
         tls_cert_pem: cert.as_ref().map(|c| c.cert_pem.clone()),
+        token: None,
     };
     let interrupt = CancellationToken::new();
     let run = runner::run_scenario(
@@ -268,6 +269,7 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
         addr,
         pid: None,
         tls_cert_pem: None,
+        token: None,
     };
     let interrupt = CancellationToken::new();
     // Interrupted a second into the measured window, however slowly the
