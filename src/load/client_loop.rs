@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use tokio::sync::mpsc::UnboundedSender;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -35,6 +36,10 @@ pub(super) struct WorkerCtx {
     pub control: Arc<Control>,
     pub counters: Arc<SocketCounters>,
     pub report: RefCell<WorkerReport>,
+    /// Where each closed second goes.
+    pub intervals: UnboundedSender<IntervalReport>,
+    /// The second of the timeline the `interval_*` fields count.
+    pub interval_index: Cell<u64>,
     /// Latency of events received in the current second.
     pub interval: RefCell<Histogram<u64>>,
     pub interval_delivered: Cell<u64>,
@@ -63,6 +68,22 @@ impl WorkerCtx {
         }
     }
 
+    /// Closes every second before `index` and sends it on. Called by the
+    /// ticker at each boundary and by every delivery with its receive
+    /// time, so an event is counted in the second it arrived even when the
+    /// ticker wakes late: the timeline's seconds then sum exactly to the
+    /// window's figures. False once the coordinator is gone.
+    pub fn roll_to(&self, index: u64) -> bool {
+        while self.interval_index.get() < index {
+            let closing = self.interval_index.get();
+            if self.intervals.send(self.take_interval(closing)).is_err() {
+                return false;
+            }
+            self.interval_index.set(closing + 1);
+        }
+        true
+    }
+
     fn error(&self, kind: ErrorKind) {
         *self.report.borrow_mut().errors.entry(kind).or_default() += 1;
         self.interval_errors.set(self.interval_errors.get() + 1);
@@ -72,6 +93,7 @@ impl WorkerCtx {
     /// answer to one of the client's own echo requests.
     fn delivered(&self, intended_ns: u64, published_ns: u64, now_ns: u64, echo: bool) {
         let latency_us = now_ns.saturating_sub(intended_ns) / 1000;
+        self.roll_to(now_ns.saturating_sub(self.control.base_ns) / 1_000_000_000);
         self.interval.borrow_mut().saturating_record(latency_us);
         self.interval_delivered
             .set(self.interval_delivered.get() + 1);

@@ -63,8 +63,11 @@ pub fn spawn_worker(
             } else {
                 None
             };
+            let first_second = clock::now_ns().saturating_sub(control.base_ns) / 1_000_000_000;
             let ctx = Rc::new(WorkerCtx {
                 target,
+                intervals: intervals.clone(),
+                interval_index: Cell::new(first_second),
                 control,
                 counters: thread_counters,
                 report: RefCell::new(WorkerReport::empty()),
@@ -114,7 +117,7 @@ async fn run_all<T: Transport + 'static>(
             tokio::task::spawn_local(run_client::<T>(spec, index, ctx.clone(), shared.clone()))
         })
         .collect();
-    let ticker = tokio::task::spawn_local(tick(ctx.clone(), intervals.clone()));
+    let ticker = tokio::task::spawn_local(tick(ctx.clone()));
     let mut trackers = Vec::with_capacity(tasks.len());
     for t in tasks {
         if let Ok(tracker) = t.await {
@@ -123,8 +126,10 @@ async fn run_all<T: Transport + 'static>(
     }
     ticker.abort();
     let _ = ticker.await;
-    let index = (clock::now_ns().saturating_sub(ctx.control.base_ns)) / 1_000_000_000;
-    let _ = intervals.send(ctx.take_interval(index));
+    // The seconds up to now, then the one under way.
+    let now = (clock::now_ns().saturating_sub(ctx.control.base_ns)) / 1_000_000_000;
+    ctx.roll_to(now);
+    let _ = intervals.send(ctx.take_interval(ctx.interval_index.get()));
 
     let heads = ctx.control.final_heads().unwrap_or_default();
     let mut report = ctx.report.replace(WorkerReport::empty());
@@ -134,13 +139,15 @@ async fn run_all<T: Transport + 'static>(
     report
 }
 
-/// Hands the coordinator one report per second of this worker.
-async fn tick(ctx: Rc<WorkerCtx>, intervals: UnboundedSender<IntervalReport>) {
+/// Hands the coordinator one report per second of this worker: each
+/// second closes at its boundary, or earlier, when the first event of the
+/// next second arrives (see `WorkerCtx::roll_to`).
+async fn tick(ctx: Rc<WorkerCtx>) {
     let base = ctx.control.base_ns;
     let mut k = clock::now_ns().saturating_sub(base) / 1_000_000_000 + 1;
     loop {
         tokio::time::sleep_until(clock::instant_at(base + k * 1_000_000_000)).await;
-        if intervals.send(ctx.take_interval(k - 1)).is_err() {
+        if !ctx.roll_to(k) {
             return;
         }
         k += 1;

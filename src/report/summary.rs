@@ -353,6 +353,30 @@ fn received_by_server(run: &TransportRun) -> Option<u64> {
     })
 }
 
+/// The window's bytes and requests as the sum of the timeline's measure
+/// seconds, when the window is whole seconds of the timeline (it opens on
+/// one; it ends on one unless `phases.measure` has a fraction or the run
+/// was cut short): timeline.csv then sums exactly to the summary. The
+/// seconds close at their boundaries, like the window's own snapshots.
+fn timeline_window_counters(run: &TransportRun) -> Option<crate::client::CounterSnapshot> {
+    const SEC: u64 = 1_000_000_000;
+    let p = &run.phases;
+    let (start, end) = (p.measure_start_ns?, p.measure_end_ns?);
+    let whole = |t: u64| t >= p.base_ns && (t - p.base_ns) % SEC == 0;
+    if !(whole(start) && whole(end)) || run.intervals.is_empty() {
+        return None;
+    }
+    let seconds = (start - p.base_ns) / SEC..(end - p.base_ns) / SEC;
+    Some(
+        run.intervals
+            .iter()
+            .filter(|i| seconds.contains(&i.index))
+            .fold(crate::client::CounterSnapshot::default(), |acc, i| {
+                acc + i.counters
+            }),
+    )
+}
+
 impl TransportSummary {
     pub fn from_run(run: &TransportRun, scenario: &Scenario, cores: u32) -> TransportSummary {
         let p = &run.phases;
@@ -362,9 +386,11 @@ impl TransportSummary {
         };
         let window_s = window.map_or(0.0, |(a, b)| b.at_ns.saturating_sub(a.at_ns) as f64 / 1e9);
         let events = run.report.delivered_in_window;
-        let counters = window
-            .map(|(a, b)| b.counters - a.counters)
-            .unwrap_or_default();
+        let counters = timeline_window_counters(run).unwrap_or_else(|| {
+            window
+                .map(|(a, b)| b.counters - a.counters)
+                .unwrap_or_default()
+        });
         let cpu = |f: fn(&crate::runner::Snapshot) -> Option<std::time::Duration>| {
             window.and_then(|(a, b)| Some(f(b)?.saturating_sub(f(a)?).as_secs_f64()))
         };

@@ -54,8 +54,14 @@ pub async fn refuse(mut tcp: TcpStream, tls: bool) {
 /// for the write timeout: a client that stops reading would otherwise hold
 /// its connection, its task and its buffers forever, and no heartbeat can
 /// reach it through the same blocked stream. Reads are untouched.
+///
+/// It also holds the connection's [`Slot`]: the socket outlives HTTP when
+/// a connection is upgraded to a WebSocket, and must keep counting against
+/// the cap until it closes (a slot held by the HTTP task was given back at
+/// the upgrade, and WebSockets went past the cap).
 pub struct StallGuard<S> {
     inner: S,
+    _slot: Slot,
     timeout: Duration,
     /// Armed when a write first returns `Pending`, cleared by progress.
     stalled: Option<Pin<Box<Sleep>>>,
@@ -64,9 +70,10 @@ pub struct StallGuard<S> {
 }
 
 impl<S> StallGuard<S> {
-    pub fn new(inner: S, timeout: Duration, state: Arc<AppState>) -> StallGuard<S> {
+    pub fn new(inner: S, slot: Slot, timeout: Duration, state: Arc<AppState>) -> StallGuard<S> {
         StallGuard {
             inner,
+            _slot: slot,
             timeout,
             stalled: None,
             state,

@@ -349,11 +349,10 @@ pub async fn serve(
             tokio::spawn(conn::refuse(tcp, tls.is_some()));
             continue;
         };
-        let tcp = conn::StallGuard::new(tcp, state.config.write_timeout, state.clone());
+        let tcp = conn::StallGuard::new(tcp, slot, state.config.write_timeout, state.clone());
         let (builder, service, tls) = (builder.clone(), service.clone(), tls.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
             match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);

@@ -113,8 +113,9 @@ fn a_tiny_run_writes_complete_results_for_both_transports() {
         );
     }
     // The timeline's measure rows cover exactly the measured window: their
-    // sums are the summary's figures, up to the events received in the
-    // moment a worker's second ticks late (its timer, well under 1%).
+    // sums are the summary's figures, to the event and the byte (each
+    // event counts in the second it arrived, even when a worker's timer
+    // wakes late).
     let rows = pushbench::report::files::read_timeline(&results.join("timeline.csv")).unwrap();
     for t in transports {
         let name = t["transport"].as_str().unwrap();
@@ -127,12 +128,28 @@ fn a_tiny_run_writes_complete_results_for_both_transports() {
             t["throughput"]["window_s"].as_f64().unwrap().round(),
             "{name}: one measure row per second of the window"
         );
-        let delivered: u64 = measure.iter().map(|r| r.delivered).sum();
-        let in_window = t["throughput"]["delivered_in_window"].as_u64().unwrap();
-        let diff = delivered.abs_diff(in_window) as f64;
-        assert!(
-            diff <= 2.0 + in_window as f64 * 0.01,
-            "{name}: timeline says {delivered} delivered in the window, the summary {in_window}"
+        let sum = |f: fn(&&pushbench::report::files::TimelineRow) -> u64| -> u64 {
+            measure.iter().map(f).sum()
+        };
+        assert_eq!(
+            sum(|r| r.delivered),
+            t["throughput"]["delivered_in_window"].as_u64().unwrap(),
+            "{name}: delivered"
+        );
+        assert_eq!(
+            sum(|r| r.bytes_down),
+            t["cost"]["bytes_down"].as_u64().unwrap(),
+            "{name}: bytes down"
+        );
+        assert_eq!(
+            sum(|r| r.bytes_up),
+            t["cost"]["bytes_up"].as_u64().unwrap(),
+            "{name}: bytes up"
+        );
+        assert_eq!(
+            sum(|r| r.requests),
+            t["cost"]["requests"].as_u64().unwrap(),
+            "{name}: requests"
         );
         assert!(
             measure.iter().all(|r| r.machine_busy_pct.is_some()),
