@@ -155,6 +155,11 @@ enum Command {
         /// connection (slow consumer; 100ms to 1h).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         write_timeout: Duration,
+        /// A connection that sends no complete request head for this long
+        /// is closed: headers still arriving, or an idle keep-alive
+        /// connection (1s to 1h).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        idle_timeout: Duration,
         /// Interval of WebSocket pings, and the silence after which an SSE
         /// stream gets a heartbeat comment (100ms or more).
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
@@ -281,6 +286,7 @@ async fn dispatch(cli: Cli) -> u8 {
             max_message,
             max_connections,
             write_timeout,
+            idle_timeout,
             heartbeat,
             token,
             min_open_files,
@@ -288,7 +294,14 @@ async fn dispatch(cli: Cli) -> u8 {
         } => {
             // A zero heartbeat panicked on the first WebSocket client (and
             // spun SSE streams on comments); a zero buffer holds no event.
-            let checks: [(bool, String); 7] = [
+            let checks: [(bool, String); 8] = [
+                (
+                    (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&idle_timeout),
+                    format!(
+                        "--idle-timeout {}: allowed is 1s to 1h",
+                        humantime::format_duration(idle_timeout)
+                    ),
+                ),
                 (
                     heartbeat >= Duration::from_millis(100),
                     format!(
@@ -353,6 +366,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 max_message,
                 max_connections: max_connections.unwrap_or(server::DEFAULT_MAX_CONNECTIONS),
                 write_timeout,
+                header_timeout: idle_timeout,
                 heartbeat,
                 token: Some(token.unwrap_or_else(server::random_token)),
                 loopback_hosts_only: listen.ip().is_loopback(),

@@ -115,6 +115,16 @@ impl ServerUnderTest {
                         "--buffer-bytes-per-topic",
                         &scenario_buffer_bytes(scenario).to_string(),
                     ])
+                    // A short poller's connection idles between polls: it
+                    // must stay open over the scenario's interval.
+                    .args([
+                        "--idle-timeout",
+                        &humantime::format_duration(
+                            (scenario.short_polling.interval * 2)
+                                .max(std::time::Duration::from_secs(10)),
+                        )
+                        .to_string(),
+                    ])
                     .args([
                         "--heartbeat",
                         &humantime::format_duration(scenario.websocket.heartbeat).to_string(),

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Bearer token the control routes (`/_pushbench/…`) require. `None`
     /// leaves them open: only for servers inside a test process.
     pub token: Option<String>,
+    /// How long a connection may wait for a request's headers, idle
+    /// keep-alive time included (and the TLS handshake): slow-header
+    /// clients and forgotten connections are closed after it.
+    pub header_timeout: Duration,
     /// Refuse requests (403) whose Host is not a loopback name: a server
     /// bound to loopback must not answer pages that rebound a public name
     /// to 127.0.0.1 (DNS rebinding).
@@ -85,6 +89,7 @@ impl Default for ServerConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            header_timeout: HEADER_READ_TIMEOUT,
             token: None,
             loopback_hosts_only: true,
         }
@@ -289,9 +294,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// clients needs far more than the usual 100-250.
 pub const MAX_CONCURRENT_STREAMS: u32 = 20_000;
 
-/// A client has this long to send a request's headers (HTTP/1.1) or to
-/// finish the TLS handshake: slow-header clients (1,000 of them held the
-/// server's sockets for 90 s) are cut off instead of held forever.
+/// Default time a client has to send a request's headers (HTTP/1.1; idle
+/// keep-alive time counts too) or to finish the TLS handshake: slow-header
+/// clients (1,000 of them held the server's sockets for 90 s) are cut off
+/// instead of held forever. `serve --idle-timeout` sets it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest HTTP/1.1 request head (request line and headers): past it the
 /// answer is 431. A subscription of the most topics allowed fits many
@@ -319,7 +325,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(state.config.header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
@@ -351,6 +357,7 @@ pub async fn serve(
         };
         let tcp = conn::StallGuard::new(tcp, slot, state.config.write_timeout, state.clone());
         let (builder, service, tls) = (builder.clone(), service.clone(), tls.clone());
+        let header_timeout = state.config.header_timeout;
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
@@ -360,7 +367,7 @@ pub async fn serve(
                 }
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
-                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+                        tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
                     else {
                         return;
                     };
