@@ -89,6 +89,10 @@ enum Command {
         /// connections, events/s, open files, duration), then exit.
         #[arg(long)]
         dry_run: bool,
+        /// Print summary.json (an array of them with --repeat) on stdout,
+        /// for scripts; the table and notices go to stderr.
+        #[arg(long)]
+        json: bool,
         /// Where the results directory is created.
         #[arg(long, default_value = "results")]
         results_dir: PathBuf,
@@ -251,6 +255,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Run {
             scenario,
             dry_run,
+            json,
             results_dir,
             transports,
             quiet,
@@ -264,6 +269,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 repeat,
                 part,
                 dry_run,
+                json,
             };
             run(&scenario, &results_dir, transports, how).await
         }
@@ -383,7 +389,7 @@ async fn dispatch(cli: Cli) -> u8 {
         }
         Command::Report { results_dir } => match report::render(&results_dir) {
             Ok(saved) => {
-                print_summary(&saved.summary, &results_dir);
+                print_summary(&saved.summary, &results_dir, false);
                 println!("report: {}", results_dir.join("report.html").display());
                 exit::OK
             }
@@ -557,12 +563,30 @@ fn make_certificate(path: &Path) -> anyhow::Result<std::sync::Arc<rustls::Server
     cert.server_config()
 }
 
-fn print_summary(summary: &Summary, dir: &Path) {
-    println!("{}", report::render_table(summary));
+fn print_summary(summary: &Summary, dir: &Path, json: bool) {
+    say(json, &report::render_table(summary));
     for line in report::notices(summary) {
-        println!("{line}");
+        say(json, &line);
     }
-    println!("results: {}", dir.display());
+    say(json, &format!("results: {}", dir.display()));
+}
+
+/// The human-readable end of a run: on stdout, or on stderr when stdout
+/// carries `--json` for a script.
+fn say(json: bool, text: &str) {
+    if json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// `--json`: the summary (one object; an array over repetitions) on stdout.
+fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: the summary could not be written as JSON: {e}"),
+    }
 }
 
 /// `results/<scenario>-<UTC timestamp>`, made unique if it exists.
@@ -664,6 +688,8 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
 struct RunHow {
     /// Only validate and show what would run.
     dry_run: bool,
+    /// Print the summary as JSON on stdout (the table goes to stderr).
+    json: bool,
     quiet: bool,
     tls: bool,
     /// `--repeat`, over the scenario's `run.repeat`.
@@ -683,6 +709,7 @@ async fn run(
         repeat,
         part,
         dry_run,
+        json,
     } = how;
     let path = args.scenario.as_path();
     if part {
@@ -780,6 +807,7 @@ async fn run(
     if !part && (scenario.transports.len() > 1 || repeat > 1) {
         let parts = Parts {
             path,
+            json,
             overrides: &overrides,
             scenario: &scenario,
             exe: &exe,
@@ -816,7 +844,7 @@ async fn run(
     if part {
         return ending_code(outcome.ending);
     }
-    finish(&summary, &dir, outcome.ending)
+    finish(&summary, &dir, outcome.ending, json)
 }
 
 fn ending_code(ending: Ending) -> u8 {
@@ -829,8 +857,8 @@ fn ending_code(ending: Ending) -> u8 {
 
 /// Prints the table, renders the reports of a written results directory
 /// and maps how the run ended to the exit code.
-fn finish(summary: &Summary, dir: &Path, ending: Ending) -> u8 {
-    print_summary(summary, dir);
+fn finish(summary: &Summary, dir: &Path, ending: Ending, json: bool) -> u8 {
+    print_summary(summary, dir, json);
     if let Err(e) = report::render(dir) {
         eprintln!(
             "error: the measurements are saved in {}, but the report could not be rendered: {e:#}",
@@ -838,7 +866,13 @@ fn finish(summary: &Summary, dir: &Path, ending: Ending) -> u8 {
         );
         return exit::FAILED;
     }
-    println!("report: {}", dir.join("report.html").display());
+    say(
+        json,
+        &format!("report: {}", dir.join("report.html").display()),
+    );
+    if json {
+        print_json(summary);
+    }
     if let Ending::Failed(reason) = &ending {
         eprintln!("error: the run stopped early: {reason}");
     }
@@ -865,6 +899,8 @@ fn thresholds_code(summaries: &[&Summary], code: u8) -> u8 {
 /// What a run in parts needs to start each part.
 struct Parts<'a> {
     path: &'a Path,
+    /// `--json`: the summary goes to stdout, the table to stderr.
+    json: bool,
     /// Passed on to every part as `--set`, so each runs the same scenario.
     overrides: &'a [Override],
     scenario: &'a Scenario,
@@ -946,7 +982,7 @@ async fn run_in_parts(
     let _ = std::fs::remove_dir_all(&parts_root);
     if p.repeat == 1 {
         return match done.pop() {
-            Some((dir, summary)) => finish(&summary, &dir, ending),
+            Some((dir, summary)) => finish(&summary, &dir, ending, p.json),
             None => ending_code(ending),
         };
     }
@@ -960,9 +996,20 @@ async fn run_in_parts(
     }
     let summaries: Vec<Summary> = done.into_iter().map(|(_, s)| s).collect();
     let table = report::repeat::render(&summaries);
-    println!("{table}");
+    say(p.json, &table);
+    // Each notice once, with how many repetitions gave it.
+    let mut notices: Vec<(String, usize)> = Vec::new();
     for line in summaries.iter().flat_map(report::notices) {
-        println!("{line}");
+        match notices.iter_mut().find(|(l, _)| *l == line) {
+            Some((_, n)) => *n += 1,
+            None => notices.push((line, 1)),
+        }
+    }
+    for (line, n) in notices {
+        say(
+            p.json,
+            &format!("{line} (in {n} of {} repetitions)", summaries.len()),
+        );
     }
     if let Err(e) = report::charts::spread::write(&summaries, &dir) {
         eprintln!("error: the repetitions chart could not be drawn: {e:#}");
@@ -978,7 +1025,13 @@ async fn run_in_parts(
     ) {
         eprintln!("error: writing {}: {e}", path.display());
     }
-    println!("results: {} (one directory per repetition)", dir.display());
+    say(
+        p.json,
+        &format!("results: {} (one directory per repetition)", dir.display()),
+    );
+    if p.json {
+        print_json(&summaries);
+    }
     if let Ending::Failed(reason) = &ending {
         eprintln!("error: the run stopped early: {reason}");
     }

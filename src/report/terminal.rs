@@ -1,15 +1,23 @@
 //! The side-by-side comparison printed at the end of a run.
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
+use std::io::IsTerminal;
+
+use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{CellAlignment, Table};
 
 use super::summary::Summary;
 use super::table::ROWS;
 
-/// The comparison table: one column per transport.
+/// The comparison table: one column per transport. Box-drawing on a
+/// terminal; plain ASCII (a Markdown table) when stdout is piped or
+/// redirected, so logs and files stay readable anywhere.
 pub fn render_table(summary: &Summary) -> String {
     let mut grid = Table::new();
-    grid.load_preset(UTF8_FULL_CONDENSED);
+    grid.load_preset(if std::io::stdout().is_terminal() {
+        UTF8_FULL_CONDENSED
+    } else {
+        ASCII_MARKDOWN
+    });
     let mut header = vec![format!(
         "{} (measured {})",
         summary.scenario.name,

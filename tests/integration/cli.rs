@@ -540,3 +540,23 @@ fn thresholds_are_judged_and_a_failed_one_exits_1() {
         "{stderr}"
     );
 }
+
+#[test]
+fn json_puts_the_summary_alone_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(&scenario, crate::util::tiny_scenario("\"sse\"", "json")).unwrap();
+    let (code, stdout, stderr) = outcome(
+        pushbench()
+            .args(["run", "--quiet", "--json", scenario.to_str().unwrap()])
+            .arg("--results-dir")
+            .arg(dir.path().join("results")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(summary["transports"][0]["transport"], "sse");
+    assert!(
+        stderr.contains("latency p99"),
+        "the table goes to stderr: {stderr}"
+    );
+}
