@@ -216,6 +216,11 @@ enum Command {
     /// Print the JSON schema of summary.json.
     #[command(hide = true)]
     Schema,
+    /// Print a shell completion script, e.g. `pushbench completions bash >
+    /// /etc/bash_completion.d/pushbench`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `pushbench man | man -l -`.
+    Man,
 }
 
 fn parse_transport(s: &str) -> Result<TransportKind, String> {
@@ -419,6 +424,26 @@ async fn dispatch(cli: Cli) -> u8 {
             print!("{}", report::summary::schema());
             exit::OK
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "pushbench",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: the manual page could not be written: {e}");
+                    exit::FAILED
+                }
+            }
+        }
     }
 }
 
@@ -618,6 +643,31 @@ fn check_results_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Expected wall time of a whole run: every phase of every transport, each
+/// repetition (drain counted in full, process starts not at all).
+fn expected_duration(s: &Scenario) -> Duration {
+    let p = &s.phases;
+    (s.clients.connect_ramp + p.warmup + p.measure + p.drain)
+        * s.transports.len() as u32
+        * s.run.repeat
+}
+
+/// The line a run starts with: what runs, for how long, and where the
+/// results go.
+fn start_banner(s: &Scenario, results_dir: &Path) -> String {
+    let total = expected_duration(s);
+    let until = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + total);
+    format!(
+        "pushbench: {} — {} transport(s) × {} repetition(s), {} clients; about {} (until {until}); results under {}",
+        s.name,
+        s.transports.len(),
+        s.run.repeat,
+        s.clients.count,
+        humantime::format_duration(total),
+        results_dir.display()
+    )
+}
+
 /// What `validate` and `run --dry-run` print: the resolved scenario and
 /// what running it takes.
 fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
@@ -628,7 +678,7 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
     let p = &s.phases;
     let per_transport = s.clients.connect_ramp + p.warmup + p.measure + p.drain;
     let transports = s.transports.len() as u32;
-    let total = per_transport * transports * s.run.repeat;
+    let total = expected_duration(s);
     let reach = s.clients.count as f64 * s.clients.topics_per_client as f64 / s.topics.count as f64;
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
     let mut out = String::new();
@@ -803,6 +853,9 @@ async fn run(
     };
     if let Err(w) = &concurrent {
         eprintln!("warning: {w}");
+    }
+    if !part {
+        eprintln!("{}", start_banner(&scenario, results_dir));
     }
     if !part && (scenario.transports.len() > 1 || repeat > 1) {
         let parts = Parts {

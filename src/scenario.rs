@@ -358,7 +358,7 @@ impl Scenario {
             err(
                 inner.span(),
                 (field != ".").then_some(field),
-                inner.message().to_string(),
+                with_suggestion(inner.message()),
             )
         })?;
         let v = Validator { err: &err };
@@ -802,6 +802,30 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Serde's "unknown field `x`, expected one of `a`, `b`" with the closest
+/// allowed key named first, when one is close: a misspelling is the usual
+/// cause.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((given, allowed)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let closest = allowed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|key| (strsim::damerau_levenshtein(given, key), key))
+        .min();
+    match closest {
+        Some((distance, key)) if distance <= 2.max(given.len() / 3) => {
+            format!("{message} (did you mean `{key}`?)")
+        }
+        _ => message.to_owned(),
+    }
+}
+
 fn read_scenario(path: &Path) -> Result<String, ScenarioError> {
     std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
@@ -1157,6 +1181,10 @@ drain = "2s"
         assert!(e.contains("scenarios/t.toml:9:1: topics.prefx"), "{e}");
         assert!(e.contains("topics"), "{e}");
         assert!(e.contains("unknown field `prefx`"), "{e}");
+        assert!(e.contains("(did you mean `prefix`?)"), "{e}");
+        // Nothing close: no guess.
+        let e = error(&GOOD.replace("prefix = \"SYM\"", "zzzzzzzz = \"SYM\""));
+        assert!(!e.contains("did you mean"), "{e}");
     }
 
     #[test]

@@ -560,3 +560,21 @@ fn json_puts_the_summary_alone_on_stdout() {
         "the table goes to stderr: {stderr}"
     );
 }
+
+#[test]
+fn completions_and_the_manual_page_cover_every_command() {
+    let (code, bash, _) = outcome(pushbench().args(["completions", "bash"]));
+    assert_eq!(code, 0);
+    for command in ["run", "serve", "validate", "compare", "report"] {
+        assert!(bash.contains(command), "bash completion lacks {command}");
+    }
+    assert!(bash.contains("--max-connections"), "serve's flags");
+    let (code, man, _) = outcome(pushbench().arg("man"));
+    assert_eq!(code, 0);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH pushbench"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("validate"), "subcommands listed");
+}
