@@ -362,7 +362,7 @@ fn timeline_window_counters(run: &TransportRun) -> Option<crate::client::Counter
     const SEC: u64 = 1_000_000_000;
     let p = &run.phases;
     let (start, end) = (p.measure_start_ns?, p.measure_end_ns?);
-    let whole = |t: u64| t >= p.base_ns && (t - p.base_ns) % SEC == 0;
+    let whole = |t: u64| t >= p.base_ns && (t - p.base_ns).is_multiple_of(SEC);
     if !(whole(start) && whole(end)) || run.intervals.is_empty() {
         return None;
     }

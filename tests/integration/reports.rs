@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/results");
-const CHARTS: [&str; 6] = [
+const CHARTS: [&str; 7] = [
     "latency_spectrum",
     "latency_over_time",
     "throughput",
     "cost_per_event",
+    "cost_vs_latency",
     "connect_time",
     "delivery",
 ];

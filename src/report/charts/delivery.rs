@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, axis_font, colour, label_font, legend, transports};
+use super::{DrawResult, axis_font, colour, label_font, transports, with_legend};
 use crate::report::saved::Saved;
 use crate::report::summary::{Delivery, count_or_unknown};
 
@@ -20,7 +20,6 @@ const COUNTS: [Count; 4] = [
 ];
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let (legend_area, plot) = area.split_vertically(36);
     let kinds = transports(saved);
     let entries: Vec<_> = saved
         .summary
@@ -38,7 +37,7 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
             )
         })
         .collect();
-    legend(&legend_area, &entries)?;
+    let plot = with_legend(area, &entries)?;
     let max = saved
         .summary
         .transports

@@ -13,6 +13,7 @@ mod spectrum;
 pub mod spread;
 mod throughput;
 mod timeline;
+mod tradeoff;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -72,14 +73,16 @@ pub enum ChartKind {
     Cost,
     Connect,
     Delivery,
+    CostVsLatency,
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 6] = [
+    pub const ALL: [ChartKind; 7] = [
         ChartKind::LatencySpectrum,
         ChartKind::LatencyOverTime,
         ChartKind::Throughput,
         ChartKind::Cost,
+        ChartKind::CostVsLatency,
         ChartKind::Connect,
         ChartKind::Delivery,
     ];
@@ -92,6 +95,7 @@ impl ChartKind {
             ChartKind::Cost => "cost_per_event",
             ChartKind::Connect => "connect_time",
             ChartKind::Delivery => "delivery",
+            ChartKind::CostVsLatency => "cost_vs_latency",
         }
     }
 
@@ -106,6 +110,9 @@ impl ChartKind {
             }
             ChartKind::Delivery => {
                 "Delivery correctness: events not delivered exactly once in order"
+            }
+            ChartKind::CostVsLatency => {
+                "Cost against latency: the cheapest transport left of the latency you can afford"
             }
         }
     }
@@ -129,6 +136,7 @@ impl ChartKind {
             ChartKind::Cost => cost::draw(saved, &rest),
             ChartKind::Connect => connect::draw(saved, &rest),
             ChartKind::Delivery => delivery::draw(saved, &rest),
+            ChartKind::CostVsLatency => tradeoff::draw(saved, &rest),
         }
     }
 }
@@ -169,33 +177,51 @@ pub fn render_all(saved: &Saved, dir: &Path) -> anyhow::Result<Vec<Rendered>> {
     Ok(out)
 }
 
-/// A legend strip: a coloured mark and a name per entry, in a row above
-/// the plot. `dashed` entries get a broken line mark.
-pub fn legend<DB: DrawingBackend>(
+/// Height of one row of a legend strip.
+const LEGEND_ROW: u32 = 30;
+
+/// Splits off a legend strip above the plot and draws it: a coloured mark
+/// and a name per entry, wrapped onto as many rows as the entries need
+/// (one row cut the legend after three of fourteen entries). `dashed`
+/// entries get a broken line mark. Returns the plot area below it.
+pub fn with_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[(String, RGBColor, bool)],
-) -> DrawResult<DB> {
+) -> Result<DrawingArea<DB, Shift>, DrawError<DB>> {
     let style = (FONT, 18).into_font().color(&BLACK);
-    let mut x = 70;
-    for (label, colour, dashed) in entries {
+    let width = area.dim_in_pixel().0 as i32;
+    // Where each entry goes: (x, row).
+    let mut places = Vec::with_capacity(entries.len());
+    let (mut x, mut row) = (70, 0);
+    for (label, _, _) in entries {
+        let (w, _) = area.estimate_text_size(label, &style)?;
+        let step = 34 + w as i32 + 36;
+        if x > 70 && x + step - 36 > width - 20 {
+            x = 70;
+            row += 1;
+        }
+        places.push((x, row));
+        x += step;
+    }
+    let (strip, plot) = area.split_vertically(LEGEND_ROW * (row as u32 + 1) + 6);
+    for ((label, colour, dashed), (x, row)) in entries.iter().zip(places) {
+        let y = 15 + row * LEGEND_ROW as i32;
         if *dashed {
             for k in 0..3 {
-                area.draw(&PathElement::new(
-                    vec![(x + k * 10, 15), (x + k * 10 + 6, 15)],
+                strip.draw(&PathElement::new(
+                    vec![(x + k * 10, y), (x + k * 10 + 6, y)],
                     colour.stroke_width(3),
                 ))?;
             }
         } else {
-            area.draw(&PathElement::new(
-                vec![(x, 15), (x + 26, 15)],
+            strip.draw(&PathElement::new(
+                vec![(x, y), (x + 26, y)],
                 colour.stroke_width(3),
             ))?;
         }
-        area.draw_text(label, &style, (x + 34, 5))?;
-        let (w, _) = area.estimate_text_size(label, &style)?;
-        x += 34 + w as i32 + 36;
+        strip.draw_text(label, &style, (x + 34, y - 10))?;
     }
-    Ok(())
+    Ok(plot)
 }
 
 /// Splits off a legend strip naming each transport in its colour; returns
@@ -204,13 +230,11 @@ pub fn transport_legend<DB: DrawingBackend>(
     saved: &Saved,
     area: &DrawingArea<DB, Shift>,
 ) -> Result<DrawingArea<DB, Shift>, DrawError<DB>> {
-    let (legend_area, plot) = area.split_vertically(36);
     let entries: Vec<_> = transports(saved)
         .into_iter()
         .map(|t| (t.to_string(), colour(t), false))
         .collect();
-    legend(&legend_area, &entries)?;
-    Ok(plot)
+    with_legend(area, &entries)
 }
 
 /// The transports in the order the run measured them.

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 
-use super::{DrawResult, axis_font, colour, label_font, legend, transports};
+use super::{DrawResult, axis_font, colour, label_font, transports, with_legend};
 use crate::report::saved::Saved;
 use crate::scenario::TransportKind;
 
@@ -66,7 +66,6 @@ pub fn draw_spectrum<DB: DrawingBackend>(
     pick: impl Fn(TransportKind) -> Option<Histogram<u64>>,
     y_label: &str,
 ) -> DrawResult<DB> {
-    let (legend_area, plot) = area.split_vertically(36);
     let series: Vec<(TransportKind, Histogram<u64>)> = transports(saved)
         .into_iter()
         .filter_map(|t| pick(t).filter(|h| !h.is_empty()).map(|h| (t, h)))
@@ -90,8 +89,8 @@ pub fn draw_spectrum<DB: DrawingBackend>(
         .min(y_max / 10.0);
     let y_min = 10f64.powf(y_min.log10().floor());
 
-    legend(
-        &legend_area,
+    let plot = with_legend(
+        area,
         &series
             .iter()
             .map(|(t, _)| (t.to_string(), colour(*t), false))

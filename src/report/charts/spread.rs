@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, HEIGHT, WIDTH, bar_panel, colour, legend, register_font};
+use super::{DrawResult, HEIGHT, WIDTH, bar_panel, colour, register_font, with_legend};
 use crate::compare::Values;
 use crate::report::summary::{Summary, TransportSummary};
 
@@ -39,12 +39,11 @@ fn draw<DB: DrawingBackend>(runs: &[Summary], area: &DrawingArea<DB, Shift>) -> 
         return Ok(());
     };
     let kinds: Vec<_> = first.transports.iter().map(|t| t.transport).collect();
-    let (legend_area, grid) = area.split_vertically(36);
     let entries: Vec<_> = kinds
         .iter()
         .map(|t| (t.to_string(), colour(*t), false))
         .collect();
-    legend(&legend_area, &entries)?;
+    let grid = with_legend(area, &entries)?;
     for (panel, (title, value)) in grid.split_evenly((2, 3)).iter().zip(FIGURES) {
         let per_kind: Vec<Values> = kinds
             .iter()

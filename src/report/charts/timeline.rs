@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::{DrawResult, axis_font, colour, label_font, legend, transports};
+use super::{DrawResult, axis_font, colour, label_font, transports, with_legend};
 use crate::report::files::TimelineRow;
 use crate::report::saved::Saved;
 
@@ -84,7 +84,6 @@ pub(super) fn time_chart<'a, DB: DrawingBackend>(
 }
 
 pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let (legend_area, plot) = area.split_vertically(36);
     let rows = &saved.timeline;
     let y_max = rows
         .iter()
@@ -99,7 +98,7 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         entries.push((format!("{t} p99"), colour(*t), false));
         entries.push((format!("{t} p50"), colour(*t), true));
     }
-    legend(&legend_area, &entries)?;
+    let plot = with_legend(area, &entries)?;
 
     let mut chart = time_chart(&plot, rows, y_max, "latency (ms)", &|v| format!("{v:.2}"))?;
     for t in &kinds {
