@@ -143,6 +143,10 @@ enum Command {
         /// event is always kept; 1024 to 17179869184).
         #[arg(long, default_value_t = server::DEFAULT_BUFFER_BYTES_PER_TOPIC)]
         buffer_bytes_per_topic: usize,
+        /// Bytes of events kept over all topics: past it the server's
+        /// oldest events leave first (1048576 to 1099511627776).
+        #[arg(long, default_value_t = server::DEFAULT_BUFFER_BYTES)]
+        buffer_bytes: usize,
         /// Topics the server holds at most; requests that would create
         /// more get 429 (WebSocket close 1008). 1 to 10000000.
         #[arg(long, default_value_t = server::DEFAULT_MAX_TOPICS)]
@@ -293,6 +297,7 @@ async fn dispatch(cli: Cli) -> u8 {
             encoding,
             buffer_per_topic,
             buffer_bytes_per_topic,
+            buffer_bytes,
             max_topics,
             max_message,
             max_connections,
@@ -305,7 +310,13 @@ async fn dispatch(cli: Cli) -> u8 {
         } => {
             // A zero heartbeat panicked on the first WebSocket client (and
             // spun SSE streams on comments); a zero buffer holds no event.
-            let checks: [(bool, String); 8] = [
+            let checks: [(bool, String); 9] = [
+                (
+                    (1 << 20..=1 << 40).contains(&buffer_bytes),
+                    format!(
+                        "--buffer-bytes {buffer_bytes}: allowed is 1048576 to 1099511627776 bytes"
+                    ),
+                ),
                 (
                     (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&idle_timeout),
                     format!(
@@ -373,6 +384,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 encoding,
                 buffer_per_topic,
                 buffer_bytes_per_topic,
+                buffer_bytes,
                 max_topics,
                 max_message,
                 max_connections: max_connections.unwrap_or(server::DEFAULT_MAX_CONNECTIONS),

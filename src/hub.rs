@@ -48,10 +48,10 @@ pub enum Drained {
 
 pub struct Hub {
     encoding: Encoding,
-    buffer_len: usize,
-    /// Bytes of encoded events kept per topic (at least one event is kept).
-    buffer_bytes: usize,
-    max_topics: usize,
+    limits: HubLimits,
+    /// Every buffered event in publish order: what the hub-wide byte budget
+    /// evicts from, oldest first. Locked before any topic.
+    ledger: Mutex<Ledger>,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     published: AtomicU64,
     next_subscriber: AtomicU64,
@@ -70,6 +70,47 @@ struct TopicState {
     /// Encoded bytes of `events`.
     bytes: usize,
     waiters: Vec<(u64, Arc<Notify>)>,
+}
+
+/// How much the hub holds. `serve` exposes each as a flag.
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    /// Events kept per topic.
+    pub events_per_topic: usize,
+    /// Bytes of encoded events kept per topic (the newest is always kept).
+    pub bytes_per_topic: usize,
+    /// Topics held; a new one past it is refused.
+    pub topics: usize,
+    /// Bytes of encoded events kept over all topics: past it the oldest
+    /// events of the whole hub leave first. Without it, topics × bytes per
+    /// topic was the only bound (terabytes at the defaults).
+    pub bytes: usize,
+}
+
+impl Default for HubLimits {
+    /// No limit but the count of events per topic (1024).
+    fn default() -> Self {
+        HubLimits {
+            events_per_topic: 1024,
+            bytes_per_topic: usize::MAX,
+            topics: usize::MAX,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// See [`Hub::ledger`].
+#[derive(Default)]
+struct Ledger {
+    /// (topic, sequence number, bytes) of every event published and not
+    /// yet evicted by this ledger. Entries of events a topic's own limits
+    /// evicted stay behind, stale, until they reach the front or a
+    /// compaction drops them.
+    entries: VecDeque<(Arc<Topic>, u64, usize)>,
+    /// Bytes of events still buffered, over all topics.
+    bytes: usize,
+    /// Events still buffered, over all topics.
+    live: usize,
 }
 
 /// Why a subscription was refused.
@@ -98,20 +139,14 @@ pub struct TopicLimit {
 }
 
 impl Hub {
-    /// A hub keeping the last `buffer_len` events of each topic, at most
-    /// `buffer_bytes` of them (but always the newest), over at most
-    /// `max_topics` topics.
-    pub fn new(
-        encoding: Encoding,
-        buffer_len: usize,
-        buffer_bytes: usize,
-        max_topics: usize,
-    ) -> Hub {
+    pub fn new(encoding: Encoding, limits: HubLimits) -> Hub {
         Hub {
             encoding,
-            buffer_len: buffer_len.max(1),
-            buffer_bytes,
-            max_topics,
+            limits: HubLimits {
+                events_per_topic: limits.events_per_topic.max(1),
+                ..limits
+            },
+            ledger: Mutex::new(Ledger::default()),
             topics: RwLock::new(HashMap::new()),
             published: AtomicU64::new(0),
             next_subscriber: AtomicU64::new(1),
@@ -129,10 +164,10 @@ impl Hub {
             return Ok(t.clone());
         }
         let mut topics = self.topics.write().expect("hub lock");
-        if topics.len() >= self.max_topics && !topics.contains_key(name) {
+        if topics.len() >= self.limits.topics && !topics.contains_key(name) {
             return Err(TopicLimit {
                 topic: name.to_owned(),
-                max: self.max_topics,
+                max: self.limits.topics,
             });
         }
         Ok(topics
@@ -154,8 +189,11 @@ impl Hub {
     /// Publishes one event: assigns its sequence number, stamps the actual
     /// publish time, encodes it once and wakes the topic's subscribers.
     /// Returns the sequence number.
-    pub fn publish(&self, topic: &Topic, intended_ns: u64, payload: &[u8]) -> u64 {
+    pub fn publish(&self, topic: &Arc<Topic>, intended_ns: u64, payload: &[u8]) -> u64 {
         let mut buf = BytesMut::with_capacity(64 + payload.len());
+        // Ledger before topic, everywhere: publishes are serialized here,
+        // and the hub-wide eviction below may lock any topic.
+        let mut ledger = self.ledger.lock().expect("ledger lock");
         let mut state = topic.state.lock().expect("topic lock");
         let seq = state.head + 1;
         let event = ServerMessage::Event(Event {
@@ -181,18 +219,53 @@ impl Hub {
             bytes,
             text,
         });
-        while state.events.len() > self.buffer_len
-            || (state.bytes > self.buffer_bytes && state.events.len() > 1)
+        let len = state.events.back().map_or(0, |e| e.bytes.len());
+        ledger.entries.push_back((topic.clone(), seq, len));
+        ledger.bytes += len;
+        ledger.live += 1;
+        while state.events.len() > self.limits.events_per_topic
+            || (state.bytes > self.limits.bytes_per_topic && state.events.len() > 1)
         {
             let old = state.events.pop_front().expect("more than one event");
             state.bytes -= old.bytes.len();
+            ledger.bytes -= old.bytes.len();
+            ledger.live -= 1;
         }
         for (_, waiter) in &state.waiters {
             waiter.notify_one();
         }
         drop(state);
+        self.evict_over_budget(&mut ledger);
+        drop(ledger);
         self.published.fetch_add(1, Ordering::Relaxed);
         seq
+    }
+
+    /// Drops the hub's oldest events until it holds at most its byte
+    /// budget; subscribers behind them get a `missed` notice, as after any
+    /// eviction. Stale ledger entries are skipped, and compacted away once
+    /// they outnumber the live ones, so the ledger stays proportional to
+    /// what is buffered.
+    fn evict_over_budget(&self, ledger: &mut Ledger) {
+        while ledger.bytes > self.limits.bytes {
+            let Some((topic, seq, len)) = ledger.entries.pop_front() else {
+                break;
+            };
+            let mut state = topic.state.lock().expect("topic lock");
+            let first = state.head + 1 - state.events.len() as u64;
+            if !state.events.is_empty() && seq == first {
+                state.events.pop_front();
+                state.bytes -= len;
+                ledger.bytes -= len;
+                ledger.live -= 1;
+            }
+        }
+        if ledger.entries.len() > 2 * ledger.live + 1024 {
+            ledger.entries.retain(|(topic, seq, _)| {
+                let state = topic.state.lock().expect("topic lock");
+                *seq + state.events.len() as u64 > state.head
+            });
+        }
     }
 
     /// Events published so far, over all topics.
@@ -353,7 +426,13 @@ mod tests {
 
     #[test]
     fn no_event_is_lost_between_polls() {
-        let hub = Hub::new(Encoding::Binary, 16, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                events_per_topic: 16,
+                ..HubLimits::default()
+            },
+        );
         let topic = hub.topic("A").unwrap();
         hub.publish(&topic, 1, b"x");
         // First poll subscribes from now: it gets the head, not old events.
@@ -373,7 +452,13 @@ mod tests {
 
     #[test]
     fn buffer_overrun_is_reported_as_missed() {
-        let hub = Hub::new(Encoding::Binary, 4, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                events_per_topic: 4,
+                ..HubLimits::default()
+            },
+        );
         let topic = hub.topic("A").unwrap();
         for i in 0..10 {
             hub.publish(&topic, i, b"");
@@ -384,7 +469,13 @@ mod tests {
 
     #[test]
     fn cursor_ahead_of_head_is_refused() {
-        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Json,
+            HubLimits {
+                events_per_topic: 4,
+                ..HubLimits::default()
+            },
+        );
         let err = Subscriber::new(&hub, &[("A".into(), Some(3))])
             .err()
             .unwrap();
@@ -401,7 +492,13 @@ mod tests {
 
     #[test]
     fn drain_respects_the_cap_and_resumes_where_it_stopped() {
-        let hub = Hub::new(Encoding::Binary, 100, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                events_per_topic: 100,
+                ..HubLimits::default()
+            },
+        );
         let (a, b) = (hub.topic("A").unwrap(), hub.topic("B").unwrap());
         let (mut sub, _) =
             Subscriber::new(&hub, &[("A".into(), None), ("B".into(), None)]).unwrap();
@@ -418,7 +515,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_publish_wakes_the_subscriber_even_if_it_was_not_yet_waiting() {
-        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Json,
+            HubLimits {
+                events_per_topic: 4,
+                ..HubLimits::default()
+            },
+        );
         let topic = hub.topic("A").unwrap();
         let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         hub.publish(&topic, 0, b"");
@@ -429,7 +532,13 @@ mod tests {
 
     #[test]
     fn dropped_subscribers_unregister() {
-        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Json,
+            HubLimits {
+                events_per_topic: 4,
+                ..HubLimits::default()
+            },
+        );
         let topic = hub.topic("A").unwrap();
         let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         assert_eq!(topic.state.lock().unwrap().waiters.len(), 1);
@@ -440,7 +549,13 @@ mod tests {
 
     #[test]
     fn json_events_are_encoded_once_as_checked_text() {
-        let hub = Hub::new(Encoding::Json, 4, usize::MAX, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Json,
+            HubLimits {
+                events_per_topic: 4,
+                ..HubLimits::default()
+            },
+        );
         let topic = hub.topic("A").unwrap();
         let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
         hub.publish(&topic, 5, b"hi");
@@ -454,7 +569,14 @@ mod tests {
 
     #[test]
     fn a_topic_keeps_at_most_its_bytes_but_always_the_newest_event() {
-        let hub = Hub::new(Encoding::Binary, 1000, 3_000, usize::MAX);
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                events_per_topic: 1000,
+                bytes_per_topic: 3_000,
+                ..HubLimits::default()
+            },
+        );
         let topic = hub.topic("A").unwrap();
         for i in 0..10 {
             hub.publish(&topic, i, &[b'x'; 1000]);
@@ -472,7 +594,14 @@ mod tests {
 
     #[test]
     fn topics_past_the_cap_are_refused_and_existing_ones_still_served() {
-        let hub = Hub::new(Encoding::Binary, 4, usize::MAX, 2);
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                events_per_topic: 4,
+                topics: 2,
+                ..HubLimits::default()
+            },
+        );
         hub.topic("A").unwrap();
         hub.topic("B").unwrap();
         assert_eq!(
@@ -487,5 +616,67 @@ mod tests {
             Subscriber::new(&hub, &[("A".into(), None), ("D".into(), None)]),
             Err(SubscribeError::TopicLimit(_))
         ));
+    }
+
+    #[test]
+    fn the_hub_wide_budget_evicts_the_oldest_events_of_any_topic() {
+        let one = {
+            let hub = Hub::new(Encoding::Binary, HubLimits::default());
+            let t = hub.topic("A").unwrap();
+            hub.publish(&t, 0, &[b'x'; 100]);
+            hub.ledger.lock().unwrap().bytes
+        };
+        // Room for two and a half events over all topics.
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                bytes: one * 5 / 2,
+                ..HubLimits::default()
+            },
+        );
+        let (a, b, c) = (
+            hub.topic("A").unwrap(),
+            hub.topic("B").unwrap(),
+            hub.topic("C").unwrap(),
+        );
+        for t in [&a, &b, &c] {
+            hub.publish(t, 0, &[b'x'; 100]);
+        }
+        // A's event, the oldest, left; B's and C's stay.
+        let (mut sub, _) = Subscriber::new(
+            &hub,
+            &[
+                ("A".into(), Some(0)),
+                ("B".into(), Some(0)),
+                ("C".into(), Some(0)),
+            ],
+        )
+        .unwrap();
+        let (got, missed) = seqs(&mut sub);
+        assert_eq!(missed, vec![(1, 1)]);
+        assert_eq!(got, vec![1, 1]);
+        assert!(hub.ledger.lock().unwrap().bytes <= one * 5 / 2);
+    }
+
+    #[test]
+    fn the_ledger_stays_proportional_to_what_is_buffered() {
+        let hub = Hub::new(
+            Encoding::Binary,
+            HubLimits {
+                events_per_topic: 4,
+                ..HubLimits::default()
+            },
+        );
+        let t = hub.topic("A").unwrap();
+        for i in 0..100_000 {
+            hub.publish(&t, i, b"x");
+        }
+        let ledger = hub.ledger.lock().unwrap();
+        assert_eq!(ledger.live, 4);
+        assert!(
+            ledger.entries.len() <= 2 * 4 + 1024 + 1,
+            "{}",
+            ledger.entries.len()
+        );
     }
 }

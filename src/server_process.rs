@@ -115,6 +115,12 @@ impl ServerUnderTest {
                         "--buffer-bytes-per-topic",
                         &scenario_buffer_bytes(scenario).to_string(),
                     ])
+                    .args([
+                        "--buffer-bytes",
+                        &(scenario_buffer_bytes(scenario) * u64::from(scenario.topics.count))
+                            .clamp(1 << 30, 1 << 40)
+                            .to_string(),
+                    ])
                     // A short poller's connection idles between polls: it
                     // must stay open over the scenario's interval.
                     .args([

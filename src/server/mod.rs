@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 pub use admin::{PublishPlan, PublisherState, ServerStats};
 
 use crate::codec::Encoding;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubLimits};
 
 /// Settings fixed for the life of a server.
 #[derive(Clone, Debug)]
@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Bytes of events kept per topic, besides their count: a topic of
     /// 1 MiB events keeps fewer of them.
     pub buffer_bytes_per_topic: usize,
+    /// Bytes of events kept over all topics: past it the oldest events of
+    /// the whole server leave first (subscribers behind them get `missed`).
+    pub buffer_bytes: usize,
     /// Topics the hub holds at most; a request that would create one more
     /// is refused (429, WebSocket 1008).
     pub max_topics: usize,
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             max_batch_bytes: 1 << 20,
             heartbeat: Duration::from_secs(15),
             buffer_bytes_per_topic: DEFAULT_BUFFER_BYTES_PER_TOPIC,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
             max_topics: DEFAULT_MAX_TOPICS,
             max_message: DEFAULT_MAX_MESSAGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
 /// Defaults of the limits above; `pushbench serve --help` and
 /// docs/protocol.md ("Limits") list them.
 pub const DEFAULT_BUFFER_BYTES_PER_TOPIC: usize = 64 << 20;
+pub const DEFAULT_BUFFER_BYTES: usize = 1 << 30;
 pub const DEFAULT_MAX_TOPICS: usize = 100_000;
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
@@ -125,9 +130,12 @@ impl AppState {
         Arc::new(AppState {
             hub: Hub::new(
                 config.encoding,
-                config.buffer_per_topic,
-                config.buffer_bytes_per_topic,
-                config.max_topics,
+                HubLimits {
+                    events_per_topic: config.buffer_per_topic,
+                    bytes_per_topic: config.buffer_bytes_per_topic,
+                    topics: config.max_topics,
+                    bytes: config.buffer_bytes,
+                },
             ),
             config,
             publisher: admin::Publisher::default(),

@@ -219,6 +219,8 @@ async fn hostile_clients_are_refused_while_a_good_subscriber_misses_nothing() {
         "1s",
         "--buffer-bytes-per-topic",
         "1048576",
+        "--buffer-bytes",
+        "8388608",
     ]);
     let addr = server.addr;
     let client = reqwest::Client::new();
@@ -369,6 +371,24 @@ async fn hostile_clients_are_refused_while_a_good_subscriber_misses_nothing() {
         stats["refusals"]["slow_consumer"].as_u64().unwrap() >= 1,
         "{stats}"
     );
+
+    // Large events spread over a hundred topics: each topic's own budget
+    // would keep them all (6 MB); the server-wide budget (8 MiB, with
+    // BULK's 1 MiB) keeps the newest only.
+    for i in 0..200u64 {
+        let body = format!(
+            r#"{{"publish":{{"topic":"T{}","intended_ns":{i},"payload":"{payload}"}}}}"#,
+            i % 100
+        );
+        let r = client
+            .post(server.url("/send"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
     drop(stalled);
 
     // WebSocket protocol errors get their close codes.
