@@ -358,7 +358,7 @@ impl Scenario {
             err(
                 inner.span(),
                 (field != ".").then_some(field),
-                with_suggestion(inner.message()),
+                plain_message(inner.message(), text),
             )
         })?;
         let v = Validator { err: &err };
@@ -802,6 +802,47 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// A deserializer's message in the user's terms: what was given and what
+/// is allowed, with a likely fix where there is one.
+fn plain_message(message: &str, text: &str) -> String {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return if text.trim().is_empty() {
+            "the scenario is empty: it needs [clients], [topics], [publish] and [phases] \
+             (scenarios/stock_ticker.toml shows every key)"
+                .to_owned()
+        } else {
+            format!("`{field}` is missing: it is required here")
+        };
+    }
+    // "invalid value: integer `-5`, expected u32"
+    if let Some(rest) = message.strip_prefix("invalid value: integer `")
+        && let Some((given, expected)) = rest.split_once("`, expected ")
+    {
+        let range = match expected {
+            "u32" => Some(u32::MAX as u64),
+            "u64" => Some(u64::MAX),
+            "usize" => Some(usize::MAX as u64),
+            _ => None,
+        };
+        if let Some(max) = range {
+            return format!("{given} is not allowed: expected a whole number from 0 to {max}");
+        }
+    }
+    // "invalid type: integer `5`, expected a string": a duration without
+    // its unit, most likely.
+    if let Some(rest) = message.strip_prefix("invalid type: integer `")
+        && let Some((given, "a string")) = rest.split_once("`, expected ")
+    {
+        return format!(
+            "{given} is a number, but a string is expected here; a duration takes quotes and a unit, e.g. \"{given}s\""
+        );
+    }
+    with_suggestion(message)
+}
+
 /// Serde's "unknown field `x`, expected one of `a`, `b`" with the closest
 /// allowed key named first, when one is close: a misspelling is the usual
 /// cause.
@@ -827,11 +868,24 @@ fn with_suggestion(message: &str) -> String {
 }
 
 fn read_scenario(path: &Path) -> Result<String, ScenarioError> {
-    std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let bytes = std::fs::read(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         position: None,
         field: None,
         message: format!("cannot read the scenario file: {e}"),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+        ScenarioError {
+            file: path.to_path_buf(),
+            position: Some(line_col(&before, valid)),
+            field: None,
+            message: format!(
+                "not UTF-8: byte {valid} (0x{:02x}) starts an invalid sequence; save the file as UTF-8",
+                e.as_bytes()[valid]
+            ),
+        }
     })
 }
 
@@ -1185,6 +1239,35 @@ drain = "2s"
         // Nothing close: no guess.
         let e = error(&GOOD.replace("prefix = \"SYM\"", "zzzzzzzz = \"SYM\""));
         assert!(!e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn deserializer_messages_are_put_in_the_users_terms() {
+        let e = error("");
+        assert!(
+            e.contains("the scenario is empty: it needs [clients]"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("count = 100", "count = -5"));
+        assert!(
+            e.contains("-5 is not allowed: expected a whole number from 0 to 4294967295"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("measure = \"5s\"", "measure = 5"));
+        assert!(e.contains("phases.measure: 5 is a number"), "{e}");
+        assert!(e.contains("e.g. \"5s\""), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.toml");
+        std::fs::write(&path, b"name = \"x\"\n# caf\xe9\n").unwrap();
+        let e = Scenario::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("latin1.toml:2:6: not UTF-8: byte 16 (0xe9)"),
+            "{e}"
+        );
     }
 
     #[test]
