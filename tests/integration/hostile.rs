@@ -74,6 +74,21 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Publishes one client message through `POST /send` (must be 204).
+    async fn send(&self, client: &reqwest::Client, topic: &str, intended_ns: u64, payload: &str) {
+        let body = format!(
+            r#"{{"publish":{{"topic":"{topic}","intended_ns":{intended_ns},"payload":"{payload}"}}}}"#
+        );
+        let r = client
+            .post(self.url("/send"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{topic}");
+    }
+
     async fn stats(&self) -> serde_json::Value {
         reqwest::Client::new()
             .get(self.url("/_pushbench/stats"))
@@ -352,16 +367,7 @@ async fn hostile_clients_are_refused_while_a_good_subscriber_misses_nothing() {
         .unwrap();
     let payload = "x".repeat(60_000);
     for i in 0..400u64 {
-        let body =
-            format!(r#"{{"publish":{{"topic":"BULK","intended_ns":{i},"payload":"{payload}"}}}}"#);
-        let r = client
-            .post(server.url("/send"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        server.send(&client, "BULK", i, &payload).await;
         if i % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -376,18 +382,9 @@ async fn hostile_clients_are_refused_while_a_good_subscriber_misses_nothing() {
     // would keep them all (6 MB); the server-wide budget (8 MiB, with
     // BULK's 1 MiB) keeps the newest only.
     for i in 0..200u64 {
-        let body = format!(
-            r#"{{"publish":{{"topic":"T{}","intended_ns":{i},"payload":"{payload}"}}}}"#,
-            i % 100
-        );
-        let r = client
-            .post(server.url("/send"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        server
+            .send(&client, &format!("T{}", i % 100), i, &payload)
+            .await;
     }
     drop(stalled);
 
