@@ -235,48 +235,44 @@ async fn sse_ids_name_only_their_event_and_last_event_id_resumes_every_topic_it_
 
     // Reconnect with the whole cursor A:1,B:0 (what pushbench's client
     // sends): both topics resume where it says.
-    let resumed = reqwest::Client::new()
-        .get(&url)
-        .header("last-event-id", "A:1,B:0")
-        .send()
-        .await
-        .unwrap();
-    let blocks = sse_blocks(resumed, 3).await;
+    let (subscribed, ids) = sse_resume(&url, "A:1,B:0").await;
     assert!(
-        blocks[0].starts_with("id: A:1,B:0\nevent: subscribed"),
-        "{}",
-        blocks[0]
+        subscribed.starts_with("id: A:1,B:0\nevent: subscribed"),
+        "{subscribed}"
     );
-    let seqs: Vec<&str> = blocks[1..]
-        .iter()
-        .map(|b| b.lines().next().unwrap())
-        .collect();
-    assert_eq!(seqs.len(), 2);
-    assert!(seqs.contains(&"id: B:1"), "{seqs:?}");
-    assert!(seqs.contains(&"id: A:2"), "{seqs:?}");
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"id: B:1".to_owned()), "{ids:?}");
+    assert!(ids.contains(&"id: A:2".to_owned()), "{ids:?}");
 
     // An EventSource sends back the last id it saw: that topic resumes
-    // after it; the others start where the query says (here: the head).
+    // after it; the others resume from the query's cursors (here B from 0).
+    let (subscribed, ids) = sse_resume(&format!("http://{addr}/sse?subs=A,B:0"), "A:1").await;
+    assert!(
+        subscribed.starts_with("id: A:1,B:0\nevent: subscribed"),
+        "{subscribed}"
+    );
+    assert!(
+        ids.contains(&"id: A:2".to_owned()) && ids.contains(&"id: B:1".to_owned()),
+        "{ids:?}"
+    );
+}
+
+/// Reconnects an SSE stream with `Last-Event-ID`: the subscription's answer
+/// and the id lines of the next two events.
+async fn sse_resume(url: &str, last_event_id: &str) -> (String, Vec<String>) {
     let resumed = reqwest::Client::new()
-        .get(format!("http://{addr}/sse?subs=A,B:0"))
-        .header("last-event-id", "A:1")
+        .get(url)
+        .header("last-event-id", last_event_id)
         .send()
         .await
         .unwrap();
-    let blocks = sse_blocks(resumed, 3).await;
-    assert!(
-        blocks[0].starts_with("id: A:1,B:0\nevent: subscribed"),
-        "{}",
-        blocks[0]
-    );
-    let ids: Vec<&str> = blocks[1..]
+    let mut blocks = sse_blocks(resumed, 3).await;
+    let subscribed = blocks.remove(0);
+    let ids = blocks
         .iter()
-        .map(|b| b.lines().next().unwrap())
+        .map(|b| b.lines().next().unwrap().to_owned())
         .collect();
-    assert!(
-        ids.contains(&"id: A:2") && ids.contains(&"id: B:1"),
-        "{ids:?}"
-    );
+    (subscribed, ids)
 }
 
 #[tokio::test]
