@@ -143,8 +143,9 @@ enum Command {
         /// event is always kept; 1024 to 17179869184).
         #[arg(long, default_value_t = server::DEFAULT_BUFFER_BYTES_PER_TOPIC)]
         buffer_bytes_per_topic: usize,
-        /// Bytes of events kept over all topics: past it the server's
-        /// oldest events leave first (1048576 to 1099511627776).
+        /// Bytes of events kept over all topics, 128 bytes of bookkeeping
+        /// counted per event: past it the server's oldest events leave
+        /// first (16777216 to 1099511627776).
         #[arg(long, default_value_t = server::DEFAULT_BUFFER_BYTES)]
         buffer_bytes: usize,
         /// Topics the server holds at most; requests that would create

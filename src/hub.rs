@@ -99,6 +99,11 @@ impl Default for HubLimits {
     }
 }
 
+/// What an event costs the server-wide budget besides its encoded bytes:
+/// its record in the topic buffer, its ledger entry and the allocator's
+/// share. Without it a budget of small events held several times its size.
+const EVENT_OVERHEAD: usize = 128;
+
 /// See [`Hub::ledger`].
 #[derive(Default)]
 struct Ledger {
@@ -107,7 +112,8 @@ struct Ledger {
     /// evicted stay behind, stale, until they reach the front or a
     /// compaction drops them.
     entries: VecDeque<(Arc<Topic>, u64, usize)>,
-    /// Bytes of events still buffered, over all topics.
+    /// Bytes of events still buffered, over all topics, each counted with
+    /// [`EVENT_OVERHEAD`].
     bytes: usize,
     /// Events still buffered, over all topics.
     live: usize,
@@ -221,14 +227,14 @@ impl Hub {
         });
         let len = state.events.back().map_or(0, |e| e.bytes.len());
         ledger.entries.push_back((topic.clone(), seq, len));
-        ledger.bytes += len;
+        ledger.bytes += len + EVENT_OVERHEAD;
         ledger.live += 1;
         while state.events.len() > self.limits.events_per_topic
             || (state.bytes > self.limits.bytes_per_topic && state.events.len() > 1)
         {
             let old = state.events.pop_front().expect("more than one event");
             state.bytes -= old.bytes.len();
-            ledger.bytes -= old.bytes.len();
+            ledger.bytes -= old.bytes.len() + EVENT_OVERHEAD;
             ledger.live -= 1;
         }
         for (_, waiter) in &state.waiters {
@@ -256,7 +262,7 @@ impl Hub {
             if !state.events.is_empty() && seq == first {
                 state.events.pop_front();
                 state.bytes -= len;
-                ledger.bytes -= len;
+                ledger.bytes -= len + EVENT_OVERHEAD;
                 ledger.live -= 1;
             }
         }

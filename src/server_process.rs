@@ -115,6 +115,19 @@ impl ServerUnderTest {
                         "--buffer-bytes-per-topic",
                         &scenario_buffer_bytes(scenario).to_string(),
                     ])
+                    // Every topic of the scenario, and one answer topic per
+                    // client for echo, fit under the topic cap.
+                    .args([
+                        "--max-topics",
+                        &(u64::from(scenario.topics.count)
+                            + if scenario.echo.is_some() {
+                                u64::from(scenario.clients.count)
+                            } else {
+                                0
+                            }
+                            + 16)
+                            .to_string(),
+                    ])
                     .args([
                         "--buffer-bytes",
                         &(scenario_buffer_bytes(scenario) * u64::from(scenario.topics.count))

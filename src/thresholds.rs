@@ -107,17 +107,17 @@ impl Threshold {
                     self.key, self.condition
                 )
             })?;
-        let number_end = rest
-            .find(|ch: char| !(ch.is_ascii_digit() || ".eE+-".contains(ch)))
-            .unwrap_or(rest.len());
-        let (number, given_unit) = rest.split_at(number_end);
-        let value: f64 = number
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
+        // The longest prefix that is a number; the rest is its unit.
+        let (value, given_unit) = (1..=rest.len())
+            .rev()
+            .filter(|&k| rest.is_char_boundary(k))
+            .find_map(|k| {
+                let v: f64 = rest[..k].trim().parse().ok()?;
+                v.is_finite().then_some((v, &rest[k..]))
+            })
             .ok_or_else(|| {
                 format!(
-                    "threshold {:?} = {:?}: {number:?} is not a number",
+                    "threshold {:?} = {:?}: {rest:?} does not start with a number",
                     self.key, self.condition
                 )
             })?;
@@ -125,6 +125,7 @@ impl Threshold {
             ("ms", "ms" | "") => 1.0,
             ("ms", "us" | "µs") => 1e-3,
             ("ms", "s") => 1e3,
+            ("µs", "us") => 1.0,
             (u, g) if g.is_empty() || g == u => 1.0,
             (u, g) => {
                 return Err(format!(
@@ -206,7 +207,8 @@ fn read(t: &TransportSummary, figure: &str) -> Option<f64> {
         "lost" => t.delivery.lost.map(|v| v as f64),
         "duplicated" => Some(t.delivery.duplicated as f64),
         "out_of_order" => Some(t.delivery.out_of_order as f64),
-        "delivered_per_s" => Some(t.throughput.delivered_per_s),
+        // No measured window: the rate is unknown, not 0.
+        "delivered_per_s" => (t.throughput.window_s > 0.0).then_some(t.throughput.delivered_per_s),
         "bytes_per_event" => t.cost.bytes_down_per_event,
         "server_cpu_us_per_event" => t.cost.server_cpu_us_per_event,
         "generator_cpu_us_per_event" => t.cost.generator_cpu_us_per_event,
@@ -267,6 +269,21 @@ mod tests {
         assert_eq!((p.op, p.value), (Op::Lt, 50.0));
         assert_eq!(t("*.latency.p50", "<= 1.5s").parse().unwrap().value, 1500.0);
         assert_eq!(t("*.latency.p50", "<= 250us").parse().unwrap().value, 0.25);
+        assert_eq!(t("*.latency.p99", "< 5e-1ms").parse().unwrap().value, 0.5);
+        assert_eq!(
+            t("*.delivered_per_s", "> 100events/s")
+                .parse()
+                .unwrap()
+                .value,
+            100.0
+        );
+        assert_eq!(
+            t("*.server_cpu_us_per_event", "< 12us")
+                .parse()
+                .unwrap()
+                .value,
+            12.0
+        );
         let p = t("*.lost", "== 0").parse().unwrap();
         assert_eq!((p.transport, p.op, p.value), (None, Op::Eq, 0.0));
     }
@@ -282,7 +299,7 @@ mod tests {
             ),
             ("*.latency.p98", "< 1", "allowed: latency.p50"),
             ("*.lost", "about 0", "expected a comparison"),
-            ("*.lost", "< many", "is not a number"),
+            ("*.lost", "< many", "does not start with a number"),
             ("*.lost", "< 5ms", "a count, no unit"),
             ("*.latency.p99", "< 5kg", "allowed: ms, us, s"),
         ] {

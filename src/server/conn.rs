@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -45,8 +45,17 @@ pub async fn refuse(mut tcp: TcpStream, tls: bool) {
             "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{BODY}",
             BODY.len()
         );
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
+        // Answer, end our side, and read what the client sent before
+        // closing: closing with its request unread would reset the
+        // connection and could discard the answer on the way.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            tcp.write_all(answer.as_bytes()).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while tcp.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
     }
 }
 

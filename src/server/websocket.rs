@@ -92,6 +92,12 @@ async fn refuse_error(state: &AppState, tx: &mut Tx, rx: &mut Rx, error: axum::E
         return;
     };
     let (code, why) = match e {
+        // The peer dropped the connection: no one to answer, nothing refused.
+        E::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => {
+            return;
+        }
         E::Protocol(p) => (close_code::PROTOCOL, p.to_string()),
         E::Utf8(_) => (
             close_code::INVALID,

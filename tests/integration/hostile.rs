@@ -386,6 +386,32 @@ async fn hostile_clients_are_refused_while_a_good_subscriber_misses_nothing() {
             .send(&client, &format!("T{}", i % 100), i, &payload)
             .await;
     }
+    // T0's first event (sent first) has left; its second is still there.
+    let body = client
+        .get(server.url("/lp?subs=T0:0&hold_ms=1"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    codec::decode_batch(codec::Encoding::Json, &body, &mut answer).unwrap();
+    assert!(
+        matches!(
+            answer.first(),
+            Some(ServerMessage::Missed {
+                first: 1,
+                last: 1,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    assert!(
+        matches!(answer.get(1), Some(ServerMessage::Event(e)) if e.seq == 2),
+        "{answer:?}"
+    );
     drop(stalled);
 
     // WebSocket protocol errors get their close codes.
