@@ -18,7 +18,7 @@
 #     the light load gets "not comparable" for latency, never a verdict.
 #  4. The codec micro-benchmarks in criterion's quick mode, reported, not
 #     gated; and one ratio measured within one bench run, gated: masking
-#     4 KiB must run at least half as fast as copying 4 KiB.
+#     4 KiB must run at least 0.35 as fast as copying 4 KiB (see below).
 #
 # After an intended change, refresh the baseline on a clean, committed tree:
 #     scripts/ci-perf.sh --update
@@ -121,18 +121,29 @@ else
 fi
 
 echo "== ci-perf: masking against copying, 4 KiB (measured together, full length)"
-cargo bench --quiet --bench codec -- --warm-up-time 1 --measurement-time 4 'mask_vs_copy/(mask|copy)/4096$' >/dev/null 2>&1
-python3 - "$crit" <<'PY'
+# A floor against losing the vectorised mask (word-at-a-time masking runs
+# at about 0.15 of copy speed, byte-at-a-time at 0.02), judged on medians.
+# The ratio moves with the machine's memcpy (0.50 to 0.64 between two CI
+# runs of one 2-core machine; a floor of 0.50 failed identical code), so
+# the floor is 0.35, and a measurement under it is repeated, up to three.
+mask_ok=0
+for attempt in 1 2 3; do
+  cargo bench --quiet --bench codec -- --warm-up-time 1 --measurement-time 4 'mask_vs_copy/(mask|copy)/4096$' >/dev/null 2>&1
+  if python3 - "$crit" "$attempt" <<'PY'
 import json, sys
-crit = sys.argv[1]
-def mean_ns(name):
+crit, attempt = sys.argv[1], sys.argv[2]
+def median_ns(name):
     with open(f"{crit}/mask_vs_copy/{name}/4096/new/estimates.json") as f:
-        return json.load(f)["mean"]["point_estimate"]
-mask, copy = mean_ns("mask"), mean_ns("copy")
+        return json.load(f)["median"]["point_estimate"]
+mask, copy = median_ns("mask"), median_ns("copy")
 ratio = copy / mask
-print(f"masking 4 KiB: {mask:.1f} ns, copy 4 KiB: {copy:.1f} ns: masking runs at {ratio:.2f} of copy speed (at least 0.50 required)")
-if ratio < 0.5:
-    print("FAIL: masking regressed below half of copy speed")
-    sys.exit(1)
+print(f"measurement {attempt}: masking 4 KiB: {mask:.1f} ns, copy 4 KiB: {copy:.1f} ns (medians): masking runs at {ratio:.2f} of copy speed (at least 0.35 required)")
+sys.exit(0 if ratio >= 0.35 else 1)
 PY
+  then mask_ok=1; break; fi
+done
+if [ "$mask_ok" != 1 ]; then
+  echo "FAIL: masking below 0.35 of copy speed in three measurements out of three"
+  exit 1
+fi
 echo "ci-perf: pass ($(( $(date +%s) - started )) s)"
