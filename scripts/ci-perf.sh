@@ -121,8 +121,9 @@ else
 fi
 
 echo "== ci-perf: masking against copying, 4 KiB (measured together, full length)"
-# A floor against losing the vectorised mask (word-at-a-time masking runs
-# at about 0.15 of copy speed, byte-at-a-time at 0.02), judged on medians.
+# A floor against losing the vectorised mask (word-at-a-time masking would
+# run at roughly 0.15 of copy speed: an estimate from 8 bytes per operation
+# against memcpy's 32 or more, not a measurement), judged on medians.
 # The ratio moves with the machine's memcpy (0.50 to 0.64 between two CI
 # runs of one 2-core machine; a floor of 0.50 failed identical code), so
 # the floor is 0.35, and a measurement under it is repeated, up to three.
