@@ -57,6 +57,11 @@ struct ScenarioArgs {
     /// Events per second over all topics: sets publish.rate.
     #[arg(long, value_name = "EVENTS_PER_S", allow_negative_numbers = true)]
     rate: Option<String>,
+    /// Run over an emulated link with this preset, replacing the
+    /// scenario's [network] section: lan, broadband, 4g, 3g, satellite or
+    /// lossy_wifi (figures and sources: docs/network.md). Needs root.
+    #[arg(long, value_name = "PROFILE")]
+    network: Option<String>,
 }
 
 impl ScenarioArgs {
@@ -67,9 +72,17 @@ impl ScenarioArgs {
             ("--duration", "phases.measure", &self.duration),
             ("--rate", "publish.rate", &self.rate),
         ];
+        // --network replaces the whole section, so a file's own keys do
+        // not bend the preset asked for.
+        let network = self.network.as_ref().map(|p| Override {
+            key: "network".into(),
+            value: format!("{{ profile = {} }}", toml::Value::String(p.clone())),
+            flag: format!("--network {p}"),
+        });
         shortcuts
             .into_iter()
             .filter_map(|(flag, key, v)| v.clone().map(|v| Override::shortcut(flag, key, v)))
+            .chain(network)
             .chain(self.set.iter().cloned())
             .collect()
     }
@@ -114,6 +127,10 @@ enum Command {
         /// run; write the data files only (no table, no charts).
         #[arg(long, hide = true)]
         part: bool,
+        /// Internal: the emulated link this part runs over, named by the
+        /// pid of the run that built it.
+        #[arg(long, hide = true, value_parser = crate::network::link::LinkName::parse)]
+        link: Option<crate::network::link::LinkName>,
     },
     /// Check a scenario (with any overrides) and show what `run` would do,
     /// without running it: exit 0 if it is valid, 2 if not.
@@ -226,6 +243,24 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `pushbench man | man -l -`.
     Man,
+    /// Internal: the delay stage of an emulated link (see docs/network.md).
+    #[command(hide = true)]
+    LinkStage {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay_up: Duration,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay_down: Duration,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        jitter: Duration,
+        /// Percent of packets dropped towards the server.
+        #[arg(long)]
+        loss_up: f64,
+        /// Percent of packets dropped towards the generator.
+        #[arg(long)]
+        loss_down: f64,
+        #[arg(long)]
+        seed: u64,
+    },
 }
 
 fn parse_transport(s: &str) -> Result<TransportKind, String> {
@@ -272,12 +307,14 @@ async fn dispatch(cli: Cli) -> u8 {
             tls,
             repeat,
             part,
+            link,
         } => {
             let how = RunHow {
                 quiet,
                 tls,
                 repeat,
                 part,
+                link,
                 dry_run,
                 json,
             };
@@ -446,6 +483,34 @@ async fn dispatch(cli: Cli) -> u8 {
                 &mut std::io::stdout(),
             );
             exit::OK
+        }
+        Command::LinkStage {
+            delay_up,
+            delay_down,
+            jitter,
+            loss_up,
+            loss_down,
+            seed,
+        } => {
+            let config = crate::network::stage::StageConfig {
+                delay_up,
+                delay_down,
+                jitter,
+                loss_up: loss_up / 100.0,
+                loss_down: loss_down / 100.0,
+                seed,
+            };
+            match tokio::task::spawn_blocking(move || crate::network::stage::run(config)).await {
+                Ok(Ok(())) => exit::OK,
+                Ok(Err(e)) => {
+                    eprintln!("error: link stage: {e:#}");
+                    exit::FAILED
+                }
+                Err(e) => {
+                    eprintln!("error: link stage: {e}");
+                    exit::FAILED
+                }
+            }
         }
         Command::Man => {
             use clap::CommandFactory as _;
@@ -670,8 +735,13 @@ fn expected_duration(s: &Scenario) -> Duration {
 fn start_banner(s: &Scenario, results_dir: &Path) -> String {
     let total = expected_duration(s);
     let until = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + total);
+    let network = s
+        .network
+        .as_ref()
+        .map(|n| format!("; over an emulated link: {}", n.describe()))
+        .unwrap_or_default();
     format!(
-        "pushbench: {} — {} transport(s) × {} repetition(s), {} clients; about {} (until {until}); results under {}",
+        "pushbench: {} — {} transport(s) × {} repetition(s), {} clients; about {} (until {until}); results under {}{network}",
         s.name,
         s.transports.len(),
         s.run.repeat,
@@ -744,6 +814,14 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
             String::new()
         }
     );
+    let network = match &s.network {
+        Some(n) => format!(
+            "emulated link ({}); needs root, ip, tc and iptables",
+            n.describe()
+        ),
+        None => "loopback (no [network] section)".into(),
+    };
+    let _ = writeln!(out, "network: {network}");
     out
 }
 
@@ -758,6 +836,8 @@ struct RunHow {
     /// `--repeat`, over the scenario's `run.repeat`.
     repeat: Option<u32>,
     part: bool,
+    /// `--link`: the emulated link a part runs over.
+    link: Option<crate::network::link::LinkName>,
 }
 
 async fn run(
@@ -773,6 +853,7 @@ async fn run(
         part,
         dry_run,
         json,
+        link,
     } = how;
     let path = args.scenario.as_path();
     if part {
@@ -848,6 +929,35 @@ async fn run(
             return exit::FAILED;
         }
     };
+    // The link is built once, by the run that owns it, and removed when
+    // this returns (or unwinds); its parts run inside it.
+    let mut built_link = None;
+    match (&scenario.network, part, &link) {
+        (None, _, None) => {}
+        (Some(network), false, None) => {
+            if let Err(e) = crate::network::link::check_requirements() {
+                eprintln!("error: {}: {e}", path.display());
+                return exit::BAD_INPUT;
+            }
+            match crate::network::link::Link::build(network, scenario.clients.source_addresses) {
+                Ok(l) => built_link = Some(l),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return exit::FAILED;
+                }
+            }
+        }
+        (Some(_), true, Some(_)) => {}
+        _ => {
+            eprintln!(
+                "error: --link is internal: a part runs over its parent's link, and only when the scenario has [network]"
+            );
+            return exit::BAD_INPUT;
+        }
+    }
+    let link_name = built_link
+        .as_ref()
+        .map(|l: &crate::network::link::Link| l.name.clone());
     let interrupt = CancellationToken::new();
     let on_ctrl_c = interrupt.clone();
     tokio::spawn(async move {
@@ -870,8 +980,11 @@ async fn run(
     if !part {
         eprintln!("{}", start_banner(&scenario, results_dir));
     }
-    if !part && (scenario.transports.len() > 1 || repeat > 1) {
+    // Over a link every transport is a part: the generator must run inside
+    // the link's client namespace, and this process is not.
+    if !part && (scenario.transports.len() > 1 || repeat > 1 || link_name.is_some()) {
         let parts = Parts {
+            link: link_name.as_ref(),
             path,
             json,
             overrides: &overrides,
@@ -888,7 +1001,10 @@ async fn run(
         crate::progress::for_output(quiet).into();
     let outcome = runner::run_scenario(
         &scenario,
-        &ServerLaunch::Spawn { exe },
+        &ServerLaunch::Spawn {
+            exe,
+            netns: link.as_ref().map(|l| l.server_ns()),
+        },
         &interrupt,
         progress,
     )
@@ -974,6 +1090,8 @@ struct Parts<'a> {
     quiet: bool,
     tls: bool,
     repeat: u32,
+    /// The link every part runs inside, if the scenario has one.
+    link: Option<&'a crate::network::link::LinkName>,
 }
 
 /// Runs each transport in a generator process of its own (`run --part`),
@@ -1117,9 +1235,15 @@ async fn run_parts_once(
             return (parts, Ending::Interrupted);
         }
         let out = parts_root.join(t.name());
-        let mut cmd = tokio::process::Command::new(p.exe);
-        cmd.arg("run")
-            .arg(p.path)
+        let mut cmd = match p.link {
+            Some(link) => crate::network::link::command_in(&link.client_ns(), p.exe),
+            None => tokio::process::Command::new(p.exe),
+        };
+        cmd.arg("run");
+        if let Some(link) = p.link {
+            cmd.args(["--link".to_owned(), link.arg()]);
+        }
+        cmd.arg(p.path)
             .args(["--part", "--transport", t.name(), "--results-dir"])
             .arg(&out)
             .args(

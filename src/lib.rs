@@ -11,6 +11,7 @@ pub mod environment;
 pub mod hub;
 pub mod load;
 pub mod machine;
+pub mod network;
 pub mod procstat;
 pub mod progress;
 pub mod report;

@@ -20,6 +20,9 @@ use crate::client::{CounterSnapshot, Target, TlsTarget};
 use crate::clock;
 use crate::load::{self, ClientSpec, Control, IntervalReport, WorkerReport};
 use crate::machine::{self, MachineSample};
+use crate::network::Network;
+use crate::network::link::{self, StageProcess};
+use crate::network::stage::StageReport;
 use crate::procstat::ProcHandle;
 use crate::progress::{Live, Phase, Progress};
 use crate::scenario::{Scenario, TopicChoice, TransportKind};
@@ -75,6 +78,48 @@ pub struct TransportRun {
     /// The server's `client_messages` before this transport's clients
     /// sent any: zero for a fresh server, more for one shared by transports.
     pub server_client_messages_before: u64,
+    /// The emulated link, when the scenario has `[network]`.
+    pub link: Option<LinkRun>,
+}
+
+/// One transport's run over an emulated link: the link as configured and
+/// as measured.
+pub struct LinkRun {
+    pub configured: Network,
+    /// TCP handshake times through the link before the clients started,
+    /// sorted, in ms.
+    pub probe_rtt_ms: Vec<f64>,
+    /// What the delay stage measured of itself; none without a stage, or if
+    /// it could not say.
+    pub stage: Option<StageReport>,
+    /// The stage's CPU over the measured window.
+    pub stage_cpu: Option<Duration>,
+    pub stage_peak_rss: Option<u64>,
+    /// TCP segments the generator's namespace retransmitted in the window.
+    pub retransmitted_segments: Option<u64>,
+    stage_proc: Option<ProcHandle>,
+    at_window_start: (Option<Duration>, Option<u64>),
+}
+
+impl LinkRun {
+    fn window_start(&mut self) {
+        self.at_window_start = (
+            self.stage_proc.and_then(|p| p.cpu_time()),
+            link::retransmitted_segments(),
+        );
+    }
+
+    fn window_end(&mut self) {
+        let (cpu, retrans) = self.at_window_start;
+        self.stage_cpu = self
+            .stage_proc
+            .and_then(|p| p.cpu_time())
+            .zip(cpu)
+            .map(|(end, start)| end.saturating_sub(start));
+        self.retransmitted_segments = link::retransmitted_segments()
+            .zip(retrans)
+            .map(|(end, start)| end.saturating_sub(start));
+    }
 }
 
 /// How a run ended.
@@ -149,7 +194,9 @@ async fn reference_step() -> u64 {
 
 /// The clients of a scenario: when each connects, from where, to what.
 /// Seeded, so every transport gets exactly the same clients.
+/// Over an emulated link the clients' addresses are the link's.
 pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec> {
+    let over_link = scenario.network.is_some();
     let n = scenario.clients.count as u64;
     let ramp = scenario.clients.connect_ramp.as_nanos() as u64;
     let mut rng = StdRng::seed_from_u64(scenario.seed);
@@ -170,12 +217,14 @@ pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec>
             topics.extend(echo_topic.clone());
             ClientSpec {
                 start_ns: first_start_ns + ramp * i / n.max(1),
-                source: IpAddr::V4(Ipv4Addr::new(
-                    127,
-                    0,
-                    0,
-                    1 + (i % scenario.clients.source_addresses as u64) as u8,
-                )),
+                source: {
+                    let k = (i % u64::from(scenario.clients.source_addresses)) as u32;
+                    IpAddr::V4(if over_link {
+                        link::client_addr(k)
+                    } else {
+                        Ipv4Addr::new(127, 0, 0, 1 + k as u8)
+                    })
+                },
                 topics,
                 echo_topic,
                 seed: scenario.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i,
@@ -215,16 +264,59 @@ async fn run_transport(
         server_stats: None,
         machine: Vec::new(),
         server_client_messages_before: 0,
+        link: None,
+    };
+    // Over a link: its delay stage first (until it runs no packet
+    // crosses), then the server inside the link.
+    let stage = match (&scenario.network, launch) {
+        (None, _) => None,
+        (
+            Some(network),
+            ServerLaunch::Spawn {
+                exe,
+                netns: Some(_),
+            },
+        ) if network.needs_stage() => {
+            match StageProcess::start(exe, network, scenario.seed).await {
+                Ok(stage) => Some(stage),
+                Err(e) => {
+                    run.incomplete_reason = Some(format!("{e:#}"));
+                    return run;
+                }
+            }
+        }
+        (Some(_), ServerLaunch::Spawn { netns: Some(_), .. }) => None,
+        (Some(_), _) => {
+            run.incomplete_reason =
+                Some("[network] needs a server that run starts inside the link".into());
+            return run;
+        }
     };
     let server = match ServerUnderTest::start(launch, scenario).await {
         Ok(s) => s,
         Err(e) => {
             run.incomplete_reason = Some(format!("{e:#}"));
+            if let Some(stage) = stage {
+                stage.stop().await;
+            }
             return run;
         }
     };
     let server_proc = server.proc;
     run.server_rss_before_connect = server_proc.and_then(|p| p.rss());
+    if let Some(network) = &scenario.network {
+        match probe_link(network, server.addr, stage.as_ref().map(|s| s.pid)).await {
+            Ok(l) => run.link = Some(l),
+            Err(e) => {
+                run.incomplete_reason = Some(format!("{e:#}"));
+                server.stop().await;
+                if let Some(stage) = stage {
+                    stage.stop().await;
+                }
+                return run;
+            }
+        }
+    }
 
     // The timeline, the connect ramp and the phases start once the server
     // is up: a slow server start must not squeeze the ramp.
@@ -337,6 +429,9 @@ async fn run_transport(
                 control.set_window(run.phases.measure_start_ns.unwrap_or(end.at_ns), end.at_ns);
                 run.phases.measure_end_ns = Some(end.at_ns);
                 run.window_end = Some(end);
+                if let Some(l) = run.link.as_mut() {
+                    l.window_end();
+                }
             }
         }
     }
@@ -386,7 +481,46 @@ async fn run_transport(
             .unwrap_or_default();
     }
     server.stop().await;
+    if let (Some(stage), Some(l)) = (stage, run.link.as_mut()) {
+        l.stage_peak_rss = l.stage_proc.and_then(|p| p.peak_rss());
+        l.stage = stage.stop().await;
+    }
     run
+}
+
+/// Times TCP handshakes through the link and refuses a link that does not
+/// deliver the configured round trip within [`link::tolerance`] (plus the
+/// jitter, which moves single handshakes).
+async fn probe_link(
+    network: &Network,
+    addr: std::net::SocketAddr,
+    stage_pid: Option<u32>,
+) -> anyhow::Result<LinkRun> {
+    let probe_rtt_ms = tokio::task::spawn_blocking(move || link::probe_rtt(addr)).await??;
+    let median = probe_rtt_ms[probe_rtt_ms.len() / 2];
+    let configured = network.rtt.as_secs_f64() * 1e3;
+    let tolerance = (link::tolerance(network.rtt) + network.jitter).as_secs_f64() * 1e3;
+    if (median - configured).abs() > tolerance {
+        bail!(
+            "the link cannot be emulated on this machine within ±{tolerance:.1} ms: {} TCP handshakes through it took {median:.2} ms (median; all: {}) for rtt = {configured} ms",
+            probe_rtt_ms.len(),
+            probe_rtt_ms
+                .iter()
+                .map(|t| format!("{t:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(LinkRun {
+        configured: network.clone(),
+        probe_rtt_ms,
+        stage: None,
+        stage_cpu: None,
+        stage_peak_rss: None,
+        retransmitted_segments: None,
+        stage_proc: stage_pid.map(ProcHandle::pid),
+        at_window_start: (None, None),
+    })
 }
 
 /// Feeds the progress display twice a second from the last settled second.
@@ -503,10 +637,16 @@ async fn drive_phases(
     );
     sleep_until_ns(measure_start).await;
     run.window_start = Some(snapshot(workers, server.proc));
+    if let Some(l) = run.link.as_mut() {
+        l.window_start();
+    }
     run.phases.measure_start_ns = Some(measure_start);
     progress.phase(kind, Phase::Measure, scenario.phases.measure, "");
     sleep_until_ns(measure_end).await;
     run.window_end = Some(snapshot(workers, server.proc));
+    if let Some(l) = run.link.as_mut() {
+        l.window_end();
+    }
     run.phases.measure_end_ns = Some(measure_end);
 
     // Drain: in-flight events get a bounded time to arrive.

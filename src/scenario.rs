@@ -130,6 +130,10 @@ pub struct Scenario {
     /// Pass/fail conditions judged on the finished run (`[thresholds]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<crate::thresholds::Threshold>,
+    /// The emulated link between generator and server (`[network]`);
+    /// none: loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Network>,
 }
 
 /// `[run]`: how many times the whole comparison runs.
@@ -630,7 +634,10 @@ impl Scenario {
             None => Vec::new(),
         };
 
+        let network = raw.network.map(|n| network(n, &v)).transpose()?;
+
         Ok(Scenario {
+            network,
             thresholds,
             name,
             file: path.display().to_string(),
@@ -701,6 +708,140 @@ where
         arrival: raw.arrival.unwrap_or(Arrival::Poisson),
         payload_bytes: raw.payload_bytes.into_inner(),
     })
+}
+
+/// `[network]`: a preset (`profile`) and the keys that change it, or the
+/// keys alone on a link that starts as loopback's (no delay, no loss, no
+/// rate limit).
+fn network<F>(
+    raw: RawNetwork,
+    v: &Validator<'_, F>,
+) -> Result<crate::network::Network, ScenarioError>
+where
+    F: Fn(Option<Range<usize>>, Option<String>, String) -> ScenarioError,
+{
+    use crate::network::{self as net, Network};
+    let refuse = |span: Range<usize>, field: &str, message: String| {
+        (v.err)(Some(span), Some(field.into()), message)
+    };
+    let ms = |ms: f64| Duration::from_secs_f64(ms / 1e3);
+    let mut n = match &raw.profile {
+        Some(name) => {
+            let p = net::profile(name.get_ref()).ok_or_else(|| {
+                refuse(
+                    name.span(),
+                    "network.profile",
+                    format!(
+                        "unknown profile {:?}; allowed: {} (docs/network.md gives each one's figures and source)",
+                        name.get_ref(),
+                        net::profile_names()
+                    ),
+                )
+            })?;
+            Network {
+                profile: Some(p.name.to_owned()),
+                rtt: ms(p.rtt_ms),
+                jitter: ms(p.jitter_ms),
+                loss_up_percent: p.loss_percent,
+                loss_down_percent: p.loss_percent,
+                bandwidth_down_bps: p.down_bps,
+                bandwidth_up_bps: p.up_bps,
+                queue_bytes: net::DEFAULT_QUEUE_BYTES,
+            }
+        }
+        None => Network {
+            profile: None,
+            rtt: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss_up_percent: 0.0,
+            loss_down_percent: 0.0,
+            bandwidth_down_bps: None,
+            bandwidth_up_bps: None,
+            queue_bytes: net::DEFAULT_QUEUE_BYTES,
+        },
+    };
+    if let Some(rtt) = &raw.rtt {
+        n.rtt = duration(
+            rtt,
+            "network.rtt",
+            Duration::ZERO,
+            Duration::from_secs(10),
+            v,
+        )?;
+    }
+    if let Some(jitter) = &raw.jitter {
+        n.jitter = duration(
+            jitter,
+            "network.jitter",
+            Duration::ZERO,
+            Duration::from_secs(5),
+            v,
+        )?;
+    }
+    v.check(
+        raw.jitter
+            .as_ref()
+            .or(raw.rtt.as_ref())
+            .map_or(0..0, |s| s.span()),
+        "network.jitter",
+        n.jitter <= n.rtt / 2,
+        &format!(
+            "at most half of network.rtt ({}): a one-way delay cannot go below zero",
+            humantime::format_duration(n.rtt / 2)
+        ),
+    )?;
+    let loss = |value: &Spanned<f64>, field: &str| {
+        let p = *value.get_ref();
+        v.check(
+            value.span(),
+            field,
+            (0.0..=50.0).contains(&p),
+            &format!("0 to 50 percent of packets, got {p}"),
+        )
+        .map(|()| p)
+    };
+    if let Some(l) = &raw.loss {
+        n.loss_up_percent = loss(l, "network.loss")?;
+        n.loss_down_percent = n.loss_up_percent;
+    }
+    if let Some(l) = &raw.loss_up {
+        n.loss_up_percent = loss(l, "network.loss_up")?;
+    }
+    if let Some(l) = &raw.loss_down {
+        n.loss_down_percent = loss(l, "network.loss_down")?;
+    }
+    let rate = |value: &Spanned<String>, field: &str| {
+        let bps = net::parse_bps(value.get_ref()).map_err(|m| refuse(value.span(), field, m))?;
+        v.check(
+            value.span(),
+            field,
+            (8_000..=10_000_000_000).contains(&bps),
+            &format!("8kbit to 10gbit, got {:?}", value.get_ref()),
+        )
+        .map(|()| bps)
+    };
+    if let Some(r) = &raw.bandwidth_down {
+        n.bandwidth_down_bps = Some(rate(r, "network.bandwidth_down")?);
+    }
+    if let Some(r) = &raw.bandwidth_up {
+        n.bandwidth_up_bps = Some(rate(r, "network.bandwidth_up")?);
+    }
+    if let Some(q) = &raw.queue {
+        let text = match q.get_ref() {
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        n.queue_bytes =
+            net::parse_queue(&text).map_err(|m| refuse(q.span(), "network.queue", m))?;
+        v.check(
+            q.span(),
+            "network.queue",
+            (3_000..=64 << 20).contains(&n.queue_bytes),
+            &format!("2 packets (3000 bytes) to 64MiB, got {text}"),
+        )?;
+    }
+    Ok(n)
 }
 
 fn transport_names() -> String {
@@ -1015,6 +1156,7 @@ struct RawScenario {
     echo: Option<RawClientSends>,
     run: Option<RawRun>,
     thresholds: Option<Spanned<toml::Table>>,
+    network: Option<RawNetwork>,
 }
 
 /// `[thresholds]` keys as written, quoted (`"websocket.latency.p99"`) or
@@ -1112,6 +1254,20 @@ struct RawClientSends {
     rate_per_client: Spanned<f64>,
     arrival: Option<Arrival>,
     payload_bytes: Spanned<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    profile: Option<Spanned<String>>,
+    rtt: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    loss: Option<Spanned<f64>>,
+    loss_up: Option<Spanned<f64>>,
+    loss_down: Option<Spanned<f64>>,
+    bandwidth_down: Option<Spanned<String>>,
+    bandwidth_up: Option<Spanned<String>>,
+    queue: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1323,6 +1479,59 @@ drain = "2s"
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_network_section_starts_from_its_profile_and_is_validated() {
+        let s = parse(&format!("{GOOD}[network]\nprofile = \"3g\"\nloss = 1.5\n")).unwrap();
+        let n = s.network.unwrap();
+        assert_eq!(n.profile.as_deref(), Some("3g"));
+        assert_eq!(n.rtt, Duration::from_millis(300));
+        assert_eq!(n.bandwidth_down_bps, Some(1_600_000));
+        assert_eq!((n.loss_up_percent, n.loss_down_percent), (1.5, 1.5));
+        assert!(parse(GOOD).unwrap().network.is_none());
+
+        let e = error(&format!("{GOOD}[network]\nprofile = \"5g\"\n"));
+        assert!(e.contains("network.profile: unknown profile \"5g\"; allowed: lan, broadband, 4g, 3g, satellite, lossy_wifi"), "{e}");
+        let e = error(&format!(
+            "{GOOD}[network]\nrtt = \"10ms\"\njitter = \"6ms\"\n"
+        ));
+        assert!(
+            e.contains("network.jitter: out of range: allowed at most half of network.rtt (5ms)"),
+            "{e}"
+        );
+        let e = error(&format!("{GOOD}[network]\nloss_down = 60.0\n"));
+        assert!(e.contains(":18:13: network.loss_down: out of range: allowed 0 to 50 percent of packets, got 60"), "{e}");
+        let e = error(&format!("{GOOD}[network]\nbandwidth_up = \"10mbps\"\n"));
+        assert!(
+            e.contains("network.bandwidth_up: \"10mbps\" is not a rate"),
+            "{e}"
+        );
+        let e = error(&format!("{GOOD}[network]\nqueue = \"lots\"\n"));
+        assert!(
+            e.contains("network.queue: \"lots\" is not a queue size"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_network_flag_replaces_the_whole_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            format!("{GOOD}[network]\nrtt = \"5ms\"\nloss = 3.0\n"),
+        )
+        .unwrap();
+        let o = Override {
+            key: "network".into(),
+            value: "{ profile = \"lan\" }".into(),
+            flag: "--network lan".into(),
+        };
+        let n = Scenario::load_with(&path, &[o]).unwrap().network.unwrap();
+        assert_eq!(n.profile.as_deref(), Some("lan"));
+        assert_eq!(n.rtt, Duration::from_millis(1));
+        assert_eq!(n.loss_up_percent, 0.0);
     }
 
     #[test]

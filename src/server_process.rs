@@ -17,8 +17,9 @@ use crate::server::{PublishPlan, ServerStats};
 /// How `run` gets a server for each transport.
 #[derive(Clone, Debug)]
 pub enum ServerLaunch {
-    /// Start `exe serve` as a fresh process for every transport.
-    Spawn { exe: PathBuf },
+    /// Start `exe serve` as a fresh process for every transport, inside
+    /// network namespace `netns` (an emulated link's server side) if given.
+    Spawn { exe: PathBuf, netns: Option<String> },
     /// Use a pushbench server that is already listening (tests, manual
     /// runs). Its process figures are reported only if `pid` is given.
     Existing {
@@ -85,7 +86,7 @@ impl ServerUnderTest {
                 http: control_client(tls_cert_pem.as_deref())?,
                 token: token.clone(),
             }),
-            ServerLaunch::Spawn { exe } => {
+            ServerLaunch::Spawn { exe, netns } => {
                 // The server writes its fresh certificate here before it
                 // reports ready.
                 let cert_file = if scenario.tls {
@@ -96,13 +97,19 @@ impl ServerUnderTest {
                 // A fresh token per server, passed in the environment (a
                 // command line is visible to every user of the machine).
                 let token = crate::server::random_token();
-                let mut command = Command::new(exe);
+                let (mut command, listen) = match netns {
+                    Some(ns) => (
+                        crate::network::link::command_in(ns, exe),
+                        format!("{}:0", crate::network::link::SERVER_ADDR),
+                    ),
+                    None => (Command::new(exe), "127.0.0.1:0".to_owned()),
+                };
                 command.arg("serve").env("PUSHBENCH_TOKEN", &token);
                 if let Some(f) = &cert_file {
                     command.arg("--tls-cert-out").arg(f.path());
                 }
                 let mut child = command
-                    .args(["--listen", "127.0.0.1:0"])
+                    .args(["--listen", &listen])
                     .args(["--encoding", scenario.publish.encoding.as_str()])
                     .args([
                         "--buffer-per-topic",

@@ -104,7 +104,11 @@ mod tests {
         let waits = [3u64, 1, 2].map(|k| {
             let (clock, woke) = (&clock, &woke);
             async move {
-                let at = base + k * 2_000_000;
+                // 20 ms apart: two waiters woken in one late tick are
+                // polled in join_all's order, not due order, so gaps must
+                // outlast a scheduling stall of a loaded machine (2 ms
+                // apart failed once under a parallel build).
+                let at = base + k * 20_000_000;
                 clock.wait_until(at).await;
                 assert!(clock::now_ns() >= at, "woke early");
                 woke.lock().unwrap().push(k);

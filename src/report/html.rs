@@ -9,7 +9,6 @@ use html_escape::encode_text as esc;
 
 use super::charts::Rendered;
 use super::saved::Saved;
-use super::table::ROWS;
 use super::terminal::notices;
 use super::{Renderer, charts};
 
@@ -79,7 +78,7 @@ impl Renderer for Html {
             );
         }
         h.push_str("</tr>");
-        for (label, value) in ROWS {
+        for (label, value) in super::table::rows(&s.transports) {
             let _ = write!(h, "<tr><td>{}</td>", esc(label.trim()));
             for t in &s.transports {
                 let _ = write!(h, "<td class=\"n\">{}</td>", esc(&value(t)));

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use super::Renderer;
 use super::charts::Rendered;
 use super::saved::Saved;
-use super::table::ROWS;
 use super::terminal::notices;
 
 pub const FILE: &str = "report.md";
@@ -38,7 +37,7 @@ impl Renderer for Markdown {
         md.push_str("\n|---|");
         md.push_str(&"---:|".repeat(s.transports.len()));
         md.push('\n');
-        for (label, value) in ROWS {
+        for (label, value) in super::table::rows(&s.transports) {
             let _ = write!(md, "| {} |", label.trim());
             for t in &s.transports {
                 let _ = write!(md, " {} |", value(t));

@@ -85,6 +85,68 @@ pub struct TransportSummary {
     pub errors: BTreeMap<String, u64>,
     /// Files of this transport in the results directory.
     pub files: Files,
+    /// The emulated link it ran over (`[network]`): as configured, as
+    /// probed, what physics predicts, and the delay stage's own figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkFigures>,
+}
+
+/// One transport's emulated link.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LinkFigures {
+    pub configured: crate::network::Network,
+    /// TCP handshakes through the link just before the clients started,
+    /// each one round trip (SYN out, SYN-ACK back), sorted, in ms.
+    pub probe_rtt_ms: Vec<f64>,
+    pub probe_rtt_median_ms: Option<f64>,
+    /// What the link alone costs, from its configured figures.
+    pub predicted: LinkPrediction,
+    /// The delay stage's own precision and drops; none when the link needs
+    /// no stage (rate limit only) or the stage could not report.
+    pub stage: Option<crate::network::stage::StageReport>,
+    /// The delay stage's CPU over the measured window (its own process).
+    pub stage_cpu_s: Option<f64>,
+    pub stage_cpu_us_per_event: Option<f64>,
+    pub stage_peak_rss_bytes: Option<u64>,
+    /// TCP segments retransmitted in the generator's namespace over the
+    /// measured window (both directions' losses show up here: the
+    /// generator resends what it lost, and its ACKs make the server resend).
+    pub retransmitted_segments: Option<u64>,
+}
+
+/// Physics of the configured link, to set beside the measured figures.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LinkPrediction {
+    /// One-way delay, the floor of any push latency: rtt / 2.
+    pub latency_floor_ms: f64,
+    /// Long polling's worst case for an event published just after an
+    /// answer left: one-way delay plus a whole round trip of re-poll.
+    pub long_poll_worst_ms: f64,
+    /// Floor of connect time: TCP (1 RTT), the request or upgrade (1 RTT),
+    /// and TLS 1.3 (1 RTT) when the run uses TLS.
+    pub connect_floor_ms: f64,
+}
+
+impl LinkFigures {
+    fn of(l: &crate::runner::LinkRun, tls: bool, events: u64) -> LinkFigures {
+        let rtt = l.configured.rtt.as_secs_f64() * 1e3;
+        let stage_cpu_s = l.stage_cpu.map(|d| d.as_secs_f64());
+        LinkFigures {
+            configured: l.configured.clone(),
+            probe_rtt_median_ms: l.probe_rtt_ms.get(l.probe_rtt_ms.len() / 2).copied(),
+            probe_rtt_ms: l.probe_rtt_ms.clone(),
+            predicted: LinkPrediction {
+                latency_floor_ms: rtt / 2.0,
+                long_poll_worst_ms: rtt * 1.5,
+                connect_floor_ms: rtt * if tls { 3.0 } else { 2.0 },
+            },
+            stage: l.stage.clone(),
+            stage_cpu_s,
+            stage_cpu_us_per_event: stage_cpu_s.and_then(|s| per_event(s * 1e6, events)),
+            stage_peak_rss_bytes: l.stage_peak_rss,
+            retransmitted_segments: l.retransmitted_segments,
+        }
+    }
 }
 
 /// Delivery counts over every client. `expected` and `lost` need the
@@ -550,6 +612,10 @@ impl TransportSummary {
             files: Files {
                 interval_log: interval_log_name(run.kind),
             },
+            link: run
+                .link
+                .as_ref()
+                .map(|l| LinkFigures::of(l, scenario.tls, events)),
         }
     }
 }

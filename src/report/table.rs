@@ -54,6 +54,83 @@ fn mib(v: Option<u64>) -> String {
     opt(v.map(|b| b as f64 / 1048576.0), 1, " MiB")
 }
 
+/// The rows for `transports`: [`ROWS`], and [`LINK_ROWS`] when any ran
+/// over an emulated link.
+pub fn rows(transports: &[TransportSummary]) -> Vec<Row> {
+    let mut rows = ROWS.to_vec();
+    if transports.iter().any(|t| t.link.is_some()) {
+        rows.extend_from_slice(LINK_ROWS);
+    }
+    rows
+}
+
+fn link_ms(t: &TransportSummary, f: fn(&super::summary::LinkFigures) -> Option<f64>) -> String {
+    opt(t.link.as_ref().and_then(f), 2, " ms")
+}
+
+/// What the emulated link was, measured, beside what physics predicts.
+pub const LINK_ROWS: &[Row] = &[
+    ("link RTT probed (median)", |t| {
+        link_ms(t, |l| l.probe_rtt_median_ms)
+    }),
+    ("physics: latency floor (RTT/2)", |t| {
+        link_ms(t, |l| Some(l.predicted.latency_floor_ms))
+    }),
+    ("physics: long-poll worst (1.5 RTT)", |t| {
+        link_ms(t, |l| Some(l.predicted.long_poll_worst_ms))
+    }),
+    ("physics: connect floor", |t| {
+        link_ms(t, |l| Some(l.predicted.connect_floor_ms))
+    }),
+    ("TCP retransmitted segments", |t| {
+        count_or_unknown(t.link.as_ref().and_then(|l| l.retransmitted_segments))
+    }),
+    ("link packets dropped (loss) up / down", |t| {
+        match t.link.as_ref().and_then(|l| l.stage.as_ref()) {
+            Some(s) => format!("{} / {}", s.up.dropped, s.down.dropped),
+            None => "n/a".into(),
+        }
+    }),
+    ("link stage lateness p99 / max", |t| {
+        match t.link.as_ref().and_then(|l| l.stage.as_ref()) {
+            Some(s) => format!(
+                "{} / {}",
+                opt(
+                    s.up.late_p99_us
+                        .max(s.down.late_p99_us)
+                        .map(|v| v as f64 / 1e3),
+                    2,
+                    " ms"
+                ),
+                opt(
+                    s.up.late_max_us
+                        .max(s.down.late_max_us)
+                        .map(|v| v as f64 / 1e3),
+                    2,
+                    " ms"
+                )
+            ),
+            None => "n/a".into(),
+        }
+    }),
+    ("link queue overflow drops", |t| {
+        count_or_unknown(
+            t.link
+                .as_ref()
+                .and_then(|l| l.stage.as_ref())
+                .and_then(|s| s.overflow_dropped),
+        )
+    }),
+    ("link stage CPU per event", |t| {
+        per_event(
+            t,
+            t.link.as_ref().and_then(|l| l.stage_cpu_us_per_event),
+            2,
+            " µs",
+        )
+    }),
+];
+
 pub const ROWS: &[Row] = &[
     ("clients subscribed", |t| {
         format!("{} / {}", t.clients.subscribed, t.clients.requested)

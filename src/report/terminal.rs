@@ -6,7 +6,6 @@ use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{CellAlignment, Table};
 
 use super::summary::Summary;
-use super::table::ROWS;
 
 /// The comparison table: one column per transport. Box-drawing on a
 /// terminal; plain ASCII (a Markdown table) when stdout is piped or
@@ -25,7 +24,7 @@ pub fn render_table(summary: &Summary) -> String {
     )];
     header.extend(summary.transports.iter().map(|t| t.transport.to_string()));
     grid.set_header(header);
-    for (label, value) in ROWS {
+    for (label, value) in super::table::rows(&summary.transports) {
         let mut row = vec![label.to_string()];
         row.extend(summary.transports.iter().map(value));
         grid.add_row(row);

@@ -8,10 +8,13 @@
 //!   a tiny run writes complete results.
 //! - `reports`: charts, report.html and report.md from a saved results
 //!   directory, and `pushbench report` on broken ones.
+//! - `network`: runs over an emulated link between two network
+//!   namespaces (root only; CI runs them), and its removal.
 //! - `schema`: docs/summary.schema.json matches the code.
 
 mod cli;
 mod hostile;
+mod network;
 mod protocol;
 mod reports;
 mod schema;
