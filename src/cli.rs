@@ -626,7 +626,10 @@ async fn serve(
         let room = usize::try_from(soft.saturating_sub(64)).unwrap_or(usize::MAX);
         config.max_connections = config.max_connections.min(room.max(1));
     }
-    let tls = match tls_cert_out.map(|path| make_certificate(&path)).transpose() {
+    let tls = match tls_cert_out
+        .map(|path| make_certificate(&path, listen.ip()))
+        .transpose()
+    {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -658,9 +661,13 @@ async fn serve(
     }
 }
 
-/// A fresh self-signed certificate, its PEM written to `path`.
-fn make_certificate(path: &Path) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
-    let cert = crate::tls::SelfSigned::generate()?;
+/// A fresh self-signed certificate, also valid for the address the server
+/// listens on, its PEM written to `path`.
+fn make_certificate(
+    path: &Path,
+    listen: std::net::IpAddr,
+) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    let cert = crate::tls::SelfSigned::generate_for(Some(listen))?;
     std::fs::write(path, &cert.cert_pem)
         .with_context(|| format!("cannot write the certificate to {}", path.display()))?;
     cert.server_config()

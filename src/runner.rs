@@ -95,30 +95,42 @@ pub struct LinkRun {
     /// The stage's CPU over the measured window.
     pub stage_cpu: Option<Duration>,
     pub stage_peak_rss: Option<u64>,
-    /// TCP segments the generator's namespace retransmitted in the window.
-    pub retransmitted_segments: Option<u64>,
+    /// TCP segments the generator's side retransmitted in the window (its
+    /// data and requests lost on the way up).
+    pub retransmitted_up: Option<u64>,
+    /// TCP segments the server's side retransmitted in the window (events
+    /// lost on the way down).
+    pub retransmitted_down: Option<u64>,
     stage_proc: Option<ProcHandle>,
-    at_window_start: (Option<Duration>, Option<u64>),
+    server_pid: Option<u32>,
+    at_window_start: (Option<Duration>, Option<u64>, Option<u64>),
 }
 
 impl LinkRun {
     fn window_start(&mut self) {
         self.at_window_start = (
             self.stage_proc.and_then(|p| p.cpu_time()),
-            link::retransmitted_segments(),
+            link::retransmitted_segments(None),
+            self.server_pid
+                .and_then(|pid| link::retransmitted_segments(Some(pid))),
         );
     }
 
     fn window_end(&mut self) {
-        let (cpu, retrans) = self.at_window_start;
+        let (cpu, up, down) = self.at_window_start;
+        let since =
+            |end: Option<u64>, start: Option<u64>| end.zip(start).map(|(e, s)| e.saturating_sub(s));
         self.stage_cpu = self
             .stage_proc
             .and_then(|p| p.cpu_time())
             .zip(cpu)
             .map(|(end, start)| end.saturating_sub(start));
-        self.retransmitted_segments = link::retransmitted_segments()
-            .zip(retrans)
-            .map(|(end, start)| end.saturating_sub(start));
+        self.retransmitted_up = since(link::retransmitted_segments(None), up);
+        self.retransmitted_down = since(
+            self.server_pid
+                .and_then(|pid| link::retransmitted_segments(Some(pid))),
+            down,
+        );
     }
 }
 
@@ -305,7 +317,8 @@ async fn run_transport(
     let server_proc = server.proc;
     run.server_rss_before_connect = server_proc.and_then(|p| p.rss());
     if let Some(network) = &scenario.network {
-        match probe_link(network, server.addr, stage.as_ref().map(|s| s.pid)).await {
+        let pids = (stage.as_ref().map(|s| s.pid), server.pid());
+        match probe_link(network, server.addr, pids).await {
             Ok(l) => run.link = Some(l),
             Err(e) => {
                 run.incomplete_reason = Some(format!("{e:#}"));
@@ -494,7 +507,7 @@ async fn run_transport(
 async fn probe_link(
     network: &Network,
     addr: std::net::SocketAddr,
-    stage_pid: Option<u32>,
+    (stage_pid, server_pid): (Option<u32>, Option<u32>),
 ) -> anyhow::Result<LinkRun> {
     let probe_rtt_ms = tokio::task::spawn_blocking(move || link::probe_rtt(addr)).await??;
     let median = probe_rtt_ms[probe_rtt_ms.len() / 2];
@@ -517,9 +530,11 @@ async fn probe_link(
         stage: None,
         stage_cpu: None,
         stage_peak_rss: None,
-        retransmitted_segments: None,
+        retransmitted_up: None,
+        retransmitted_down: None,
         stage_proc: stage_pid.map(ProcHandle::pid),
-        at_window_start: (None, None),
+        server_pid,
+        at_window_start: (None, None, None),
     })
 }
 

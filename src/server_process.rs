@@ -209,6 +209,13 @@ impl ServerUnderTest {
         }
     }
 
+    /// The server process's pid, when run started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .as_ref()
+            .and_then(|c| c.lock().ok().and_then(|c| c.id()))
+    }
+
     /// A control request, with the token when the server has one.
     fn control(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, self.url(path));

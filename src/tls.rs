@@ -2,8 +2,8 @@
 //! fresh self-signed certificate when it starts, and the generator trusts
 //! exactly that certificate and nothing else. Pure-Rust (rustls, ring).
 //!
-//! Certificates are for `127.0.0.1` and `localhost`, the only names a
-//! loopback benchmark connects to.
+//! Certificates are for `127.0.0.1` and `localhost`, and for the address
+//! the server listens on when that is another (an emulated link's).
 
 use std::sync::Arc;
 
@@ -29,7 +29,15 @@ pub struct SelfSigned {
 
 impl SelfSigned {
     pub fn generate() -> anyhow::Result<SelfSigned> {
-        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        SelfSigned::generate_for(None)
+    }
+
+    /// A certificate for loopback and, if given, one more address.
+    pub fn generate_for(also: Option<std::net::IpAddr>) -> anyhow::Result<SelfSigned> {
+        let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        if let Some(ip) = also.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
+            names.push(ip.to_string());
+        }
         let certified = rcgen::generate_simple_self_signed(names)?;
         Ok(SelfSigned {
             cert_pem: certified.cert.pem(),

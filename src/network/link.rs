@@ -360,10 +360,15 @@ pub fn probe_rtt(addr: SocketAddr) -> anyhow::Result<Vec<f64>> {
     Ok(times)
 }
 
-/// TCP segments this namespace retransmitted so far (`RetransSegs` in
-/// /proc/net/snmp, which shows the reading process's namespace).
-pub fn retransmitted_segments() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+/// TCP segments retransmitted so far in the network namespace of process
+/// `pid` (this one if none): `RetransSegs` in /proc/PID/net/snmp, which
+/// shows that process's namespace.
+pub fn retransmitted_segments(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/net/snmp"),
+        None => "/proc/self/net/snmp".to_owned(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
     let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
     let names = tcp.next()?.split_whitespace();
     let values = tcp.next()?.split_whitespace();

@@ -108,10 +108,12 @@ pub struct LinkFigures {
     pub stage_cpu_s: Option<f64>,
     pub stage_cpu_us_per_event: Option<f64>,
     pub stage_peak_rss_bytes: Option<u64>,
-    /// TCP segments retransmitted in the generator's namespace over the
-    /// measured window (both directions' losses show up here: the
-    /// generator resends what it lost, and its ACKs make the server resend).
-    pub retransmitted_segments: Option<u64>,
+    /// TCP segments the generator's side retransmitted over the measured
+    /// window: its requests and messages lost on the way up.
+    pub retransmitted_up: Option<u64>,
+    /// TCP segments the server's side retransmitted over the measured
+    /// window: events lost on the way down.
+    pub retransmitted_down: Option<u64>,
 }
 
 /// Physics of the configured link, to set beside the measured figures.
@@ -144,7 +146,8 @@ impl LinkFigures {
             stage_cpu_s,
             stage_cpu_us_per_event: stage_cpu_s.and_then(|s| per_event(s * 1e6, events)),
             stage_peak_rss_bytes: l.stage_peak_rss,
-            retransmitted_segments: l.retransmitted_segments,
+            retransmitted_up: l.retransmitted_up,
+            retransmitted_down: l.retransmitted_down,
         }
     }
 }

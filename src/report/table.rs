@@ -82,8 +82,13 @@ pub const LINK_ROWS: &[Row] = &[
     ("physics: connect floor", |t| {
         link_ms(t, |l| Some(l.predicted.connect_floor_ms))
     }),
-    ("TCP retransmitted segments", |t| {
-        count_or_unknown(t.link.as_ref().and_then(|l| l.retransmitted_segments))
+    ("TCP segments retransmitted up / down", |t| {
+        let l = t.link.as_ref();
+        format!(
+            "{} / {}",
+            count_or_unknown(l.and_then(|l| l.retransmitted_up)),
+            count_or_unknown(l.and_then(|l| l.retransmitted_down))
+        )
     }),
     ("link packets dropped (loss) up / down", |t| {
         match t.link.as_ref().and_then(|l| l.stage.as_ref()) {
