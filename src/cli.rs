@@ -203,9 +203,38 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         tls_cert_out: Option<PathBuf>,
     },
-    /// Render the charts and reports of a results directory from its saved data.
+    /// Run a scenario at every value of one or two keys and chart each
+    /// figure against them, with a crossover table (which transport is best
+    /// where, and by how much).
+    ///
+    /// Each point is a normal run with its own results directory, inside
+    /// one sweep directory indexed by sweep.json; `pushbench report` on that
+    /// directory renders the sweep's report again.
+    Sweep {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// A numeric scenario key and its values, e.g.
+        /// --vary network.rtt=0ms,20ms,50ms,100ms (give twice for a grid).
+        #[arg(long = "vary", value_name = "KEY=V1,V2,…", required = true, value_parser = crate::sweep::Vary::parse)]
+        vary: Vec<crate::sweep::Vary>,
+        /// Where the sweep directory is created.
+        #[arg(long, default_value = "results")]
+        results_dir: PathBuf,
+        /// Run only these transports at each point (repeatable).
+        #[arg(long = "transport", value_parser = parse_transport)]
+        transports: Vec<TransportKind>,
+        /// Plain lines per phase instead of progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// Every transport over TLS.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Render the charts and reports of a results directory (or a sweep
+    /// directory) from its saved data.
     Report {
-        /// A directory written by `pushbench run`, e.g. results/stock_ticker-20260101T000000Z
+        /// A directory written by `pushbench run` (e.g.
+        /// results/stock_ticker-20260101T000000Z) or `pushbench sweep`.
         results_dir: PathBuf,
     },
     /// Compare runs with a baseline: exit 0 (pass), 1 (regression) or 2 (bad input).
@@ -441,6 +470,27 @@ async fn dispatch(cli: Cli) -> u8 {
                 tls_cert_out,
             )
             .await
+        }
+        Command::Sweep {
+            scenario,
+            vary,
+            results_dir,
+            transports,
+            quiet,
+            tls,
+        } => sweep(&scenario, vary, &results_dir, transports, quiet, tls).await,
+        Command::Report { results_dir } if results_dir.join(crate::sweep::INDEX).is_file() => {
+            match report::sweep::render(&results_dir) {
+                Ok(data) => {
+                    print_crossover(&data);
+                    println!("report: {}", results_dir.join("report.html").display());
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::BAD_INPUT
+                }
+            }
         }
         Command::Report { results_dir } => match report::render(&results_dir) {
             Ok(saved) => {
@@ -830,6 +880,150 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
     };
     let _ = writeln!(out, "network: {network}");
     out
+}
+
+/// The crossover table of a sweep, one line per point.
+fn print_crossover(data: &report::sweep::SweepData) {
+    println!("crossover (best transport at each point; lower is better):");
+    for (at, cells) in report::sweep::crossover(data) {
+        println!(
+            "  {at}: p99 {} | bytes {} | server CPU {}",
+            cells[0], cells[1], cells[2]
+        );
+    }
+}
+
+/// `pushbench sweep`: validates every point, then runs each as a normal
+/// run (its own process and results directory) and reports on them all.
+async fn sweep(
+    args: &ScenarioArgs,
+    vary: Vec<crate::sweep::Vary>,
+    results_dir: &Path,
+    transports: Vec<TransportKind>,
+    quiet: bool,
+    tls: bool,
+) -> u8 {
+    let path = args.scenario.as_path();
+    let overrides = args.overrides();
+    let scenario = match crate::sweep::validate(path, &overrides, &vary) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if let Err(e) = check_results_dir(results_dir) {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: cannot find the pushbench executable: {e}");
+            return exit::FAILED;
+        }
+    };
+    // Ctrl-C reaches the point's run too (same process group): it stops
+    // and writes what it measured; the sweep then stops after it.
+    let interrupted = CancellationToken::new();
+    let on_ctrl_c = interrupted.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let started_at_utc =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let dir = results_path(
+        results_dir,
+        &format!("{}-sweep", scenario.name),
+        &started_at_utc,
+    );
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return exit::FAILED;
+    }
+    let grid = crate::sweep::grid(&vary);
+    let mut index = crate::sweep::Index {
+        schema_version: crate::sweep::SCHEMA_VERSION,
+        scenario: path.display().to_string(),
+        name: scenario.name.clone(),
+        started_at_utc,
+        vary,
+        overrides: overrides.iter().map(|o| o.flag.clone()).collect(),
+        points: Vec::new(),
+    };
+    eprintln!(
+        "pushbench sweep: {} points of {} into {}",
+        grid.len(),
+        path.display(),
+        dir.display()
+    );
+    let mut code = exit::OK;
+    for (k, values) in grid.into_iter().enumerate() {
+        let at: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!("== point {}: {}", k + 1, at.join(", "));
+        let out = dir.join(format!("point-{:03}", k + 1));
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("run")
+            .arg(path)
+            .arg("--results-dir")
+            .arg(&out)
+            .args(
+                overrides
+                    .iter()
+                    .map(|o| format!("--set={}={}", o.key, o.value)),
+            )
+            .args(at.iter().map(|a| format!("--set={a}")))
+            .args(transports.iter().flat_map(|t| ["--transport", t.name()]))
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        if tls {
+            cmd.arg("--tls");
+        }
+        let status = match cmd.status().await {
+            Ok(s) => s.code(),
+            Err(e) => {
+                eprintln!("error: cannot start the run of point {}: {e}", k + 1);
+                None
+            }
+        };
+        let results = crate::sweep::written_results(&out)
+            .and_then(|r| r.strip_prefix(&dir).ok().map(|r| r.display().to_string()));
+        index.points.push(crate::sweep::Point {
+            values,
+            results,
+            exit_code: status,
+        });
+        if let Err(e) = crate::sweep::save(&dir, &index) {
+            eprintln!("error: {e:#}");
+            return exit::FAILED;
+        }
+        if status != Some(exit::OK as i32) {
+            code = exit::FAILED;
+        }
+        if interrupted.is_cancelled() || status == Some(exit::INTERRUPTED as i32) {
+            code = exit::INTERRUPTED;
+            break;
+        }
+    }
+    match report::sweep::render(&dir) {
+        Ok(data) => {
+            print_crossover(&data);
+            println!("report: {}", dir.join("report.html").display());
+        }
+        Err(e) => {
+            eprintln!(
+                "error: the sweep's runs are in {}, but its report could not be rendered: {e:#}",
+                dir.display()
+            );
+            return exit::FAILED;
+        }
+    }
+    code
 }
 
 /// How `run` runs, from its flags.

@@ -20,5 +20,6 @@ pub mod scenario;
 pub mod schedule;
 pub mod server;
 pub mod server_process;
+pub mod sweep;
 pub mod thresholds;
 pub mod tls;

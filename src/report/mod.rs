@@ -15,6 +15,7 @@ pub mod merge;
 pub mod repeat;
 pub mod saved;
 pub mod summary;
+pub mod sweep;
 mod table;
 mod terminal;
 
