@@ -796,7 +796,11 @@ fn start_banner(s: &Scenario, results_dir: &Path) -> String {
         .network
         .as_ref()
         .map(|n| format!("; over an emulated link: {}", n.describe()))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &s.proxy
+            .as_ref()
+            .map(|p| format!("; through {}", p.kind))
+            .unwrap_or_default();
     format!(
         "pushbench: {} — {} transport(s) × {} repetition(s), {} clients; about {} (until {until}); results under {}{network}",
         s.name,
@@ -879,6 +883,15 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
         None => "loopback (no [network] section)".into(),
     };
     let _ = writeln!(out, "network: {network}");
+    if let Some(p) = &s.proxy {
+        let _ = writeln!(
+            out,
+            "proxy: {} between clients and server, fresh per transport (read timeout {}, buffering {}); needs nginx",
+            p.kind,
+            humantime::format_duration(p.read_timeout),
+            if p.buffering { "on" } else { "off" }
+        );
+    }
     out
 }
 
@@ -1099,6 +1112,30 @@ async fn run(
     scenario.tls |= tls;
     if let Some(r) = repeat {
         scenario.run.repeat = r;
+    }
+    if scenario.proxy.is_some() {
+        if let Some((t, why)) = scenario
+            .transports
+            .iter()
+            .find_map(|t| crate::proxy::cannot_carry(*t).map(|w| (t, w)))
+        {
+            eprintln!(
+                "error: {t} cannot run behind [proxy] in {}: {why}",
+                path.display()
+            );
+            return exit::BAD_INPUT;
+        }
+        if scenario.tls {
+            eprintln!(
+                "error: {}: TLS behind [proxy] is not supported: the proxy would end TLS with a certificate of its own; run without --tls (or tls = true)",
+                path.display()
+            );
+            return exit::BAD_INPUT;
+        }
+        if let Err(e) = crate::proxy::find_nginx() {
+            eprintln!("error: {}: {e}", path.display());
+            return exit::BAD_INPUT;
+        }
     }
     if dry_run {
         print!("{}", dry_run_text(&scenario, &overrides));

@@ -14,6 +14,7 @@ pub mod machine;
 pub mod network;
 pub mod procstat;
 pub mod progress;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;

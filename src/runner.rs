@@ -80,6 +80,23 @@ pub struct TransportRun {
     pub server_client_messages_before: u64,
     /// The emulated link, when the scenario has `[network]`.
     pub link: Option<LinkRun>,
+    /// The reverse proxy, when the scenario has `[proxy]`.
+    pub proxy: Option<ProxyRun>,
+}
+
+/// One transport's run through a reverse proxy.
+pub struct ProxyRun {
+    pub kind: String,
+    /// The proxy's configuration file as generated.
+    pub config: String,
+    /// The proxy's CPU over the measured window.
+    pub cpu: Option<Duration>,
+    pub peak_rss: Option<u64>,
+    /// Its RSS before and after the clients connected.
+    pub rss_before_connect: Option<u64>,
+    pub rss_after_connect: Option<u64>,
+    proc: ProcHandle,
+    cpu_at_window_start: Option<Duration>,
 }
 
 /// One transport's run over an emulated link: the link as configured and
@@ -104,6 +121,16 @@ pub struct LinkRun {
     stage_proc: Option<ProcHandle>,
     server_pid: Option<u32>,
     at_window_start: (Option<Duration>, Option<u64>, Option<u64>),
+}
+
+impl ProxyRun {
+    fn window_end(&mut self) {
+        self.cpu = self
+            .proc
+            .cpu_time()
+            .zip(self.cpu_at_window_start)
+            .map(|(end, start)| end.saturating_sub(start));
+    }
 }
 
 impl LinkRun {
@@ -277,6 +304,7 @@ async fn run_transport(
         machine: Vec::new(),
         server_client_messages_before: 0,
         link: None,
+        proxy: None,
     };
     // Over a link: its delay stage first (until it runs no packet
     // crosses), then the server inside the link.
@@ -331,6 +359,43 @@ async fn run_transport(
         }
     }
 
+    // The proxy, fresh like the server, in the server's namespace over a
+    // link (next to the server, as it would be deployed).
+    let proxy = match &scenario.proxy {
+        None => None,
+        Some(p) => {
+            let netns = match launch {
+                ServerLaunch::Spawn { netns, .. } => netns.as_deref(),
+                ServerLaunch::Existing { .. } => None,
+            };
+            let connections = u64::from(scenario.clients.count);
+            match crate::proxy::ProxyProcess::start(p, kind, server.addr, netns, connections).await
+            {
+                Ok(proxy) => {
+                    let handle = ProcHandle::pid(proxy.pid);
+                    run.proxy = Some(ProxyRun {
+                        kind: p.kind.clone(),
+                        config: proxy.config.clone(),
+                        cpu: None,
+                        peak_rss: None,
+                        rss_before_connect: handle.rss(),
+                        rss_after_connect: None,
+                        proc: handle,
+                        cpu_at_window_start: None,
+                    });
+                    Some(proxy)
+                }
+                Err(e) => {
+                    run.incomplete_reason = Some(format!("{e:#}"));
+                    server.stop().await;
+                    if let Some(stage) = stage {
+                        stage.stop().await;
+                    }
+                    return run;
+                }
+            }
+        }
+    };
     // The timeline, the connect ramp and the phases start once the server
     // is up: a slow server start must not squeeze the ramp.
     let base_ns = clock::now_ns();
@@ -339,7 +404,7 @@ async fn run_transport(
     let sampler = machine::Sampler::start(base_ns);
     let control = Control::new(base_ns);
     let target = Target {
-        addr: server.addr,
+        addr: proxy.as_ref().map_or(server.addr, |p| p.addr),
         encoding: scenario.publish.encoding,
         hold: scenario.long_polling.hold,
         max_batch: scenario.long_polling.max_batch,
@@ -445,6 +510,9 @@ async fn run_transport(
                 if let Some(l) = run.link.as_mut() {
                     l.window_end();
                 }
+                if let Some(p) = run.proxy.as_mut() {
+                    p.window_end();
+                }
             }
         }
     }
@@ -492,6 +560,10 @@ async fn run_transport(
         run.machine = tokio::task::spawn_blocking(move || sampler.stop())
             .await
             .unwrap_or_default();
+    }
+    if let (Some(proxy), Some(p)) = (proxy, run.proxy.as_mut()) {
+        p.peak_rss = p.proc.peak_rss();
+        proxy.stop().await;
     }
     server.stop().await;
     if let (Some(stage), Some(l)) = (stage, run.link.as_mut()) {
@@ -613,6 +685,9 @@ async fn drive_phases(
     }
     run.phases.connected_ns = Some(clock::now_ns());
     run.server_rss_after_connect = server.proc.and_then(|p| p.rss());
+    if let Some(p) = run.proxy.as_mut() {
+        p.rss_after_connect = p.proc.rss();
+    }
 
     // Publish: warm-up then measure, on the server's open-loop schedule.
     // The measured window opens on a whole second of the timeline, so the
@@ -655,12 +730,18 @@ async fn drive_phases(
     if let Some(l) = run.link.as_mut() {
         l.window_start();
     }
+    if let Some(p) = run.proxy.as_mut() {
+        p.cpu_at_window_start = p.proc.cpu_time();
+    }
     run.phases.measure_start_ns = Some(measure_start);
     progress.phase(kind, Phase::Measure, scenario.phases.measure, "");
     sleep_until_ns(measure_end).await;
     run.window_end = Some(snapshot(workers, server.proc));
     if let Some(l) = run.link.as_mut() {
         l.window_end();
+    }
+    if let Some(p) = run.proxy.as_mut() {
+        p.window_end();
     }
     run.phases.measure_end_ns = Some(measure_end);
 

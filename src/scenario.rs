@@ -134,6 +134,9 @@ pub struct Scenario {
     /// none: loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::network::Network>,
+    /// A reverse proxy between the clients and the server (`[proxy]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 /// `[run]`: how many times the whole comparison runs.
@@ -383,6 +386,7 @@ impl Scenario {
                 .unwrap_or_else(|| "scenario".into()),
         };
         let encoding = raw.publish.encoding.unwrap_or(Encoding::Json);
+        let listed = raw.transports.is_some();
         let transports = match raw.transports {
             // Every transport that can carry the scenario's events.
             None => TransportKind::ALL
@@ -635,8 +639,57 @@ impl Scenario {
         };
 
         let network = raw.network.map(|n| network(n, &v)).transpose()?;
+        let proxy = match raw.proxy {
+            Some(p) => {
+                v.check(
+                    p.kind.span(),
+                    "proxy.kind",
+                    p.kind.get_ref() == "nginx",
+                    &format!("\"nginx\", got {:?}", p.kind.get_ref()),
+                )?;
+                let read_timeout = match &p.read_timeout {
+                    Some(t) => duration(
+                        t,
+                        "proxy.read_timeout",
+                        Duration::from_secs(1),
+                        Duration::from_secs(3600),
+                        &v,
+                    )?,
+                    None => Duration::from_secs(60),
+                };
+                Some(crate::proxy::Proxy {
+                    kind: p.kind.into_inner(),
+                    read_timeout,
+                    buffering: p.buffering.unwrap_or(false),
+                })
+            }
+            None => None,
+        };
+        let transports = match (&proxy, listed) {
+            // Left to the default, the transports the proxy cannot carry
+            // are left out; listed, they are refused.
+            (Some(_), false) => transports
+                .into_iter()
+                .filter(|t| crate::proxy::cannot_carry(*t).is_none())
+                .collect(),
+            (Some(_), true) => {
+                if let Some((t, why)) = transports
+                    .iter()
+                    .find_map(|t| crate::proxy::cannot_carry(*t).map(|w| (t, w)))
+                {
+                    return Err(err(
+                        None,
+                        Some("transports".into()),
+                        format!("{t} cannot run behind [proxy]: {why}; leave it out"),
+                    ));
+                }
+                transports
+            }
+            (None, _) => transports,
+        };
 
         Ok(Scenario {
+            proxy,
             network,
             thresholds,
             name,
@@ -1157,6 +1210,7 @@ struct RawScenario {
     run: Option<RawRun>,
     thresholds: Option<Spanned<toml::Table>>,
     network: Option<RawNetwork>,
+    proxy: Option<RawProxy>,
 }
 
 /// `[thresholds]` keys as written, quoted (`"websocket.latency.p99"`) or
@@ -1254,6 +1308,14 @@ struct RawClientSends {
     rate_per_client: Spanned<f64>,
     arrival: Option<Arrival>,
     payload_bytes: Spanned<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    kind: Spanned<String>,
+    read_timeout: Option<Spanned<String>>,
+    buffering: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

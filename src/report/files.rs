@@ -64,6 +64,24 @@ pub(super) fn write_log(
 
 /// One HdrHistogram V2 interval log per transport: latency from intended
 /// publish time, one histogram per second of the run, values in µs.
+/// Each transport's generated proxy configuration, as it ran.
+pub struct ProxyConfigs;
+
+impl Reporter for ProxyConfigs {
+    fn report(&self, results: &Results<'_>) -> anyhow::Result<()> {
+        for run in results.runs {
+            if let Some(p) = &run.proxy {
+                let path = results
+                    .dir
+                    .join(super::summary::proxy_config_name(run.kind, &p.kind));
+                std::fs::write(&path, &p.config)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct IntervalLogs;
 
 impl Reporter for IntervalLogs {

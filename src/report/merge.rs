@@ -101,6 +101,10 @@ pub fn join_parts(parts: &[PathBuf], out: &Path, mut summary: Summary) -> anyhow
             let name = interval_log_name(t.transport);
             std::fs::copy(part.join(&name), out.join(&name))
                 .with_context(|| format!("copying {}", part.join(&name).display()))?;
+            if let Some(p) = &t.proxy {
+                std::fs::copy(part.join(&p.config_file), out.join(&p.config_file))
+                    .with_context(|| format!("copying {}", part.join(&p.config_file).display()))?;
+            }
         }
         summary.transports.extend(s.transports);
         rows.extend(files::read_timeline(&part.join(TIMELINE))?);

@@ -50,6 +50,7 @@ fn reporters() -> Vec<Box<dyn Reporter>> {
         Box::new(files::IntervalLogs),
         Box::new(files::WindowHistogramLog),
         Box::new(files::TimelineCsv),
+        Box::new(files::ProxyConfigs),
     ]
 }
 

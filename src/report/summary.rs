@@ -89,6 +89,28 @@ pub struct TransportSummary {
     /// probed, what physics predicts, and the delay stage's own figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkFigures>,
+    /// The reverse proxy it ran through (`[proxy]`), measured like the
+    /// server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyFigures>,
+}
+
+/// One transport's reverse proxy.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ProxyFigures {
+    pub kind: String,
+    /// CPU time (user + system) over the measured window.
+    pub cpu_s: Option<f64>,
+    pub cpu_us_per_event: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+    /// Growth of its RSS while the clients connected, per client.
+    pub memory_per_connection_bytes: Option<f64>,
+    /// Its generated configuration, in the results directory.
+    pub config_file: String,
+}
+
+pub fn proxy_config_name(kind: TransportKind, proxy: &str) -> String {
+    format!("{proxy}-{}.conf", kind.name())
 }
 
 /// One transport's emulated link.
@@ -619,6 +641,22 @@ impl TransportSummary {
                 .link
                 .as_ref()
                 .map(|l| LinkFigures::of(l, scenario.tls, events)),
+            proxy: run.proxy.as_ref().map(|p| {
+                let cpu_s = p.cpu.map(|d| d.as_secs_f64());
+                ProxyFigures {
+                    kind: p.kind.clone(),
+                    cpu_s,
+                    cpu_us_per_event: with_events(cpu_s, 1e6),
+                    peak_rss_bytes: p.peak_rss,
+                    memory_per_connection_bytes: match (p.rss_before_connect, p.rss_after_connect) {
+                        (Some(b), Some(a)) if run.clients_subscribed > 0 => {
+                            Some(a.saturating_sub(b) as f64 / run.clients_subscribed as f64)
+                        }
+                        _ => None,
+                    },
+                    config_file: proxy_config_name(run.kind, &p.kind),
+                }
+            }),
         }
     }
 }

@@ -58,11 +58,39 @@ fn mib(v: Option<u64>) -> String {
 /// over an emulated link.
 pub fn rows(transports: &[TransportSummary]) -> Vec<Row> {
     let mut rows = ROWS.to_vec();
+    if transports.iter().any(|t| t.proxy.is_some()) {
+        rows.extend_from_slice(PROXY_ROWS);
+    }
     if transports.iter().any(|t| t.link.is_some()) {
         rows.extend_from_slice(LINK_ROWS);
     }
     rows
 }
+
+/// The reverse proxy, measured like the server.
+pub const PROXY_ROWS: &[Row] = &[
+    ("proxy CPU / event", |t| {
+        per_event(
+            t,
+            t.proxy.as_ref().and_then(|p| p.cpu_us_per_event),
+            2,
+            " µs",
+        )
+    }),
+    ("proxy memory / connection", |t| {
+        opt(
+            t.proxy
+                .as_ref()
+                .and_then(|p| p.memory_per_connection_bytes)
+                .map(|b| b / 1024.0),
+            1,
+            " KiB",
+        )
+    }),
+    ("proxy peak RSS", |t| {
+        mib(t.proxy.as_ref().and_then(|p| p.peak_rss_bytes))
+    }),
+];
 
 fn link_ms(t: &TransportSummary, f: fn(&super::summary::LinkFigures) -> Option<f64>) -> String {
     opt(t.link.as_ref().and_then(f), 2, " ms")

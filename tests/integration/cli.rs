@@ -578,3 +578,85 @@ fn completions_and_the_manual_page_cover_every_command() {
     );
     assert!(man.contains("validate"), "subcommands listed");
 }
+
+#[test]
+fn a_sweep_runs_every_point_indexes_them_and_reports_the_crossover() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    let text = crate::util::tiny_scenario("\"websocket\", \"long_polling\"", "json")
+        .replace("1500ms", "1s");
+    std::fs::write(&scenario, text).unwrap();
+
+    // Every point is validated before any runs: a bad value names the flag.
+    let (code, _, stderr) = outcome(
+        pushbench()
+            .args(["sweep", "--quiet", "--vary", "publish.rate=200,0"])
+            .arg(&scenario)
+            .arg("--results-dir")
+            .arg(dir.path().join("refused")),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--vary publish.rate=0"), "{stderr}");
+    assert!(!dir.path().join("refused").exists(), "nothing started");
+    let (code, _, stderr) = outcome(
+        pushbench()
+            .args(["sweep", "--vary", "publish.arrival=poisson,constant"])
+            .arg(&scenario),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a number or duration"), "{stderr}");
+
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = outcome(
+        pushbench()
+            .args(["sweep", "--quiet", "--vary", "publish.rate=100,300"])
+            .arg(&scenario)
+            .arg("--results-dir")
+            .arg(&results),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("publish.rate=100: p99 "), "{stdout}");
+    assert!(stdout.contains("publish.rate=300: p99 "), "{stdout}");
+    let sweep_dir = std::fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("sweep.json").is_file())
+        .unwrap()
+        .path();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sweep_dir.join("sweep.json")).unwrap()).unwrap();
+    let points = index["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (p, rate) in points.iter().zip([100.0, 300.0]) {
+        assert_eq!(p["exit_code"], 0);
+        let summary: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                sweep_dir
+                    .join(p["results"].as_str().unwrap())
+                    .join("summary.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        // Each point is a normal run of the scenario with its value set.
+        assert_eq!(summary["scenario"]["publish"]["rate"], rate);
+        assert_eq!(summary["transports"].as_array().unwrap().len(), 2);
+    }
+    for f in [
+        "report.md",
+        "report.html",
+        "sweep_latency.png",
+        "sweep_cost.svg",
+    ] {
+        assert!(sweep_dir.join(f).is_file(), "{f}");
+    }
+    let md = std::fs::read_to_string(sweep_dir.join("report.md")).unwrap();
+    assert!(md.contains("| publish.rate=300 |"), "{md}");
+
+    // The report is rendered again from the saved files alone.
+    std::fs::remove_file(sweep_dir.join("report.md")).unwrap();
+    let (code, stdout, stderr) = outcome(pushbench().arg("report").arg(&sweep_dir));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("crossover"), "{stdout}");
+    assert!(sweep_dir.join("report.md").is_file());
+}

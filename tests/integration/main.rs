@@ -10,12 +10,15 @@
 //!   directory, and `pushbench report` on broken ones.
 //! - `network`: runs over an emulated link between two network
 //!   namespaces (root only; CI runs them), and its removal.
+//! - `proxy`: every transport through a real nginx, and nginx's
+//!   read timeout cutting held polls (CI installs nginx).
 //! - `schema`: docs/summary.schema.json matches the code.
 
 mod cli;
 mod hostile;
 mod network;
 mod protocol;
+mod proxy;
 mod reports;
 mod schema;
 mod util;
