@@ -202,6 +202,10 @@ enum Command {
         /// written (PEM) to this file for clients to trust.
         #[arg(long, value_name = "PATH")]
         tls_cert_out: Option<PathBuf>,
+        /// Internal: end when the process that started this one ends
+        /// (`run` starts its servers so; none outlives a killed run).
+        #[arg(long, hide = true)]
+        exit_with_parent: bool,
     },
     /// Run a scenario at every value of one or two keys and chart each
     /// figure against them, with a crossover table (which transport is best
@@ -374,7 +378,13 @@ async fn dispatch(cli: Cli) -> u8 {
             token,
             min_open_files,
             tls_cert_out,
+            exit_with_parent,
         } => {
+            if exit_with_parent {
+                let _ = rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                ));
+            }
             // A zero heartbeat panicked on the first WebSocket client (and
             // spun SSE streams on comments); a zero buffer holds no event.
             let checks: [(bool, String); 9] = [
@@ -938,13 +948,8 @@ async fn sweep(
     };
     // Ctrl-C reaches the point's run too (same process group): it stops
     // and writes what it measured; the sweep then stops after it.
-    let interrupted = CancellationToken::new();
-    let on_ctrl_c = interrupted.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
+    let interrupted = on_interrupt();
+
     let started_at_utc =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let dir = results_path(
@@ -1037,6 +1042,30 @@ async fn sweep(
         }
     }
     code
+}
+
+/// A token cancelled on Ctrl-C (SIGINT), SIGTERM or SIGHUP: a run stops,
+/// writes what it measured and cleans up, whichever way it is told to end
+/// (a terminal, `timeout`, a CI job cancelled, a closed terminal).
+fn on_interrupt() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = CancellationToken::new();
+    let cancel = interrupt.clone();
+    let mut streams: Vec<_> = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .into_iter()
+    .filter_map(|k| signal(k).ok())
+    .collect();
+    tokio::spawn(async move {
+        let any = futures_util::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv())));
+        any.await;
+        eprintln!("interrupted: stopping and writing what was measured");
+        cancel.cancel();
+    });
+    interrupt
 }
 
 /// How `run` runs, from its flags.
@@ -1167,6 +1196,9 @@ async fn run(
             return exit::FAILED;
         }
     };
+    // Listening before the link is built: an interrupt while it is being
+    // built must still reach the code that removes it.
+    let interrupt = on_interrupt();
     // The link is built once, by the run that owns it, and removed when
     // this returns (or unwinds); its parts run inside it.
     let mut built_link = None;
@@ -1196,14 +1228,6 @@ async fn run(
     let link_name = built_link
         .as_ref()
         .map(|l: &crate::network::link::Link| l.name.clone());
-    let interrupt = CancellationToken::new();
-    let on_ctrl_c = interrupt.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping and writing what was measured");
-            on_ctrl_c.cancel();
-        }
-    });
     let started_at_utc =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     // A part runs under its parent's lock.

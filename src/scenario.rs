@@ -839,8 +839,16 @@ where
         "network.jitter",
         n.jitter <= n.rtt / 2,
         &format!(
-            "at most half of network.rtt ({}): a one-way delay cannot go below zero",
-            humantime::format_duration(n.rtt / 2)
+            "at most half of network.rtt ({}{}): a one-way delay cannot go below zero",
+            humantime::format_duration(n.rtt / 2),
+            n.profile
+                .as_deref()
+                .map(|p| format!(
+                    "; jitter ±{} came from profile {p}",
+                    humantime::format_duration(n.jitter)
+                ))
+                .filter(|_| raw.jitter.is_none())
+                .unwrap_or_default()
         ),
     )?;
     let loss = |value: &Spanned<f64>, field: &str| {

@@ -104,7 +104,9 @@ impl ServerUnderTest {
                     ),
                     None => (Command::new(exe), "127.0.0.1:0".to_owned()),
                 };
-                command.arg("serve").env("PUSHBENCH_TOKEN", &token);
+                command
+                    .args(["serve", "--exit-with-parent"])
+                    .env("PUSHBENCH_TOKEN", &token);
                 if let Some(f) = &cert_file {
                     command.arg("--tls-cert-out").arg(f.path());
                 }

@@ -34,6 +34,9 @@ pub fn client_addr(i: u32) -> Ipv4Addr {
 
 /// Connects timed by the RTT probe.
 pub const PROBE_CONNECTS: usize = 7;
+/// Connects timed by the RTT probe of a lossy link, where some handshakes
+/// wait for a SYN to be sent again.
+pub const PROBE_CONNECTS_LOSSY: usize = 15;
 
 /// How far the probe's median may be from the configured RTT before a run
 /// refuses to start.
@@ -73,18 +76,21 @@ impl LinkName {
     }
 }
 
-/// What a link needs from the machine, found before anything starts: the
-/// capability and each tool, with how to get them.
+/// What a link needs from the machine, found before anything starts: root
+/// and each tool, with how to get them.
 pub fn check_requirements() -> Result<(), String> {
-    if !has_net_admin() {
+    // Namespaces need CAP_SYS_ADMIN as well as CAP_NET_ADMIN, /run/netns
+    // needs root's permissions, and the tools run as children that do not
+    // inherit file capabilities: root it is.
+    if !rustix::process::geteuid().is_root() {
         return Err(
-            "[network] needs CAP_NET_ADMIN to create network namespaces and a veth pair: run as root (sudo pushbench run …) or grant it (setcap cap_net_admin,cap_sys_admin+ep on the binary)".into(),
+            "[network] needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces and a veth pair: run it with sudo".into(),
         );
     }
     for (tool, package) in [
         ("ip", "iproute2"),
         ("tc", "iproute2"),
-        (iptables(), "iptables"),
+        ("iptables", "iptables"),
     ] {
         if !on_path(tool) {
             return Err(format!(
@@ -95,28 +101,14 @@ pub fn check_requirements() -> Result<(), String> {
     Ok(())
 }
 
-/// CAP_NET_ADMIN (bit 12) in this process's effective set.
-fn has_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 12) != 0)
-}
-
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        || ["/usr/sbin", "/sbin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).is_file())
 }
 
-/// The iptables that speaks to the kernel's own tables: `iptables-legacy`
-/// where both exist, since the nftables-backed one needs NFT_COMPAT.
+/// The iptables that speaks to the kernel's own tables where both exist
+/// (`iptables-legacy`: the nftables-backed one needs NFT_COMPAT), or the
+/// one there is.
 fn iptables() -> &'static str {
     if on_path("iptables-legacy") {
         "iptables-legacy"
@@ -169,12 +161,13 @@ impl Link {
         let (sif, cif) = (self.name.server_if(), self.name.client_if());
         sh("ip", &["netns", "add", &s])?;
         sh("ip", &["netns", "add", &c])?;
+        // Made inside the namespaces: never in the host's, even briefly.
         sh(
             "ip",
-            &["link", "add", &cif, "type", "veth", "peer", "name", &sif],
+            &[
+                "-n", &c, "link", "add", &cif, "type", "veth", "peer", "name", &sif, "netns", &s,
+            ],
         )?;
-        sh("ip", &["link", "set", &sif, "netns", &s])?;
-        sh("ip", &["link", "set", &cif, "netns", &c])?;
         sh(
             "ip",
             &[
@@ -235,42 +228,40 @@ impl Link {
             }
         }
         if network.needs_stage() {
-            let up = super::stage::QUEUE_UP.to_string();
-            let down = super::stage::QUEUE_DOWN.to_string();
-            sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &c,
-                    iptables(),
-                    "-A",
-                    "OUTPUT",
-                    "-o",
-                    &cif,
-                    "-j",
-                    "NFQUEUE",
-                    "--queue-num",
-                    &up,
-                ],
-            )?;
-            sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &c,
-                    iptables(),
-                    "-A",
-                    "INPUT",
-                    "-i",
-                    &cif,
-                    "-j",
-                    "NFQUEUE",
-                    "--queue-num",
-                    &down,
-                ],
-            )?;
+            for (chain, dir_flag, queue) in [
+                ("OUTPUT", "-o", super::stage::QUEUE_UP),
+                ("INPUT", "-i", super::stage::QUEUE_DOWN),
+            ] {
+                let queue = queue.to_string();
+                let rule = |tool: &'static str| {
+                    sh(
+                        "ip",
+                        &[
+                            "netns",
+                            "exec",
+                            &c,
+                            tool,
+                            "-A",
+                            chain,
+                            dir_flag,
+                            &cif,
+                            "-j",
+                            "NFQUEUE",
+                            "--queue-num",
+                            &queue,
+                        ],
+                    )
+                };
+                // The legacy tables first; the nftables-backed iptables
+                // where a kernel has no legacy ones.
+                rule(iptables()).or_else(|e| {
+                    if iptables() == "iptables" {
+                        Err(e)
+                    } else {
+                        rule("iptables")
+                    }
+                })?;
+            }
         }
         Ok(())
     }
@@ -325,8 +316,9 @@ fn remove_stale() {
             .strip_prefix("pb-")
             .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<u32>().ok());
+        // Our own pid's can only be a dead run's whose pid we now have.
         if let Some(pid) = pid
-            && !Path::new(&format!("/proc/{pid}")).exists()
+            && (pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists())
         {
             eprintln!(
                 "notice: removing network namespace {ns}, left by run {pid} that no longer runs"
@@ -344,12 +336,12 @@ pub fn command_in(ns: &str, program: &Path) -> tokio::process::Command {
     cmd
 }
 
-/// Times `PROBE_CONNECTS` TCP handshakes to `addr` through the link: each
+/// Times `connects` TCP handshakes to `addr` through the link: each
 /// connect returns after one round trip (SYN out, SYN-ACK back). Returns
 /// the times in ms, sorted.
-pub fn probe_rtt(addr: SocketAddr) -> anyhow::Result<Vec<f64>> {
-    let mut times = Vec::with_capacity(PROBE_CONNECTS);
-    for _ in 0..PROBE_CONNECTS {
+pub fn probe_rtt(addr: SocketAddr, connects: usize) -> anyhow::Result<Vec<f64>> {
+    let mut times = Vec::with_capacity(connects);
+    for _ in 0..connects {
         let start = Instant::now();
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(15))
             .with_context(|| format!("the RTT probe cannot connect to {addr} through the link"))?;

@@ -199,8 +199,9 @@ pub fn format_bps(bps: u64) -> String {
 /// `"1MB"`, `"9000B"`).
 pub fn parse_queue(text: &str) -> Result<u64, String> {
     let t = text.trim();
+    let too_big = || format!("{text:?} is far too large a queue");
     if let Ok(packets) = t.parse::<u64>() {
-        return Ok(packets * 1_500);
+        return packets.checked_mul(1_500).ok_or_else(too_big);
     }
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
@@ -218,8 +219,9 @@ pub fn parse_queue(text: &str) -> Result<u64, String> {
     };
     number
         .parse::<u64>()
-        .map(|n| n * scale)
-        .map_err(|_| format!("{text:?} is not a queue size: write e.g. 100 or \"64KiB\""))
+        .map_err(|_| format!("{text:?} is not a queue size: write e.g. 100 or \"64KiB\""))?
+        .checked_mul(scale)
+        .ok_or_else(too_big)
 }
 
 #[cfg(test)]

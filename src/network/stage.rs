@@ -39,6 +39,11 @@ pub const POLL: Duration = Duration::from_micros(100);
 const KERNEL_QUEUE_PACKETS: u32 = 65_536;
 /// The line the stage prints once both queues are bound.
 pub const READY: &str = "pushbench link stage ready";
+/// Packets read between two releases at most.
+const BATCH: usize = 64;
+/// Receive buffer of the queue's socket: room for the notices of a burst
+/// (one event fanned out to thousands of clients) while the stage sleeps.
+const SOCKET_BUFFER: usize = 32 << 20;
 
 /// What the stage does to each direction.
 #[derive(Clone, Copy, Debug)]
@@ -63,11 +68,13 @@ pub struct DirectionReport {
     pub held_p50_us: Option<u64>,
     pub held_p99_us: Option<u64>,
     pub held_max_us: Option<u64>,
-    /// How late packets left after their due time: the stage's own error.
+    /// How late packets left after their due time: the stage's own error
+    /// once it has a packet. The time between the kernel queueing a packet
+    /// and the stage reading it is not in it (the RTT probe includes it).
     pub late_p50_us: Option<u64>,
     pub late_p99_us: Option<u64>,
     pub late_max_us: Option<u64>,
-    /// Verdicts the kernel refused (the packet is then lost).
+    /// Verdicts that could not be sent (the packet is then lost).
     pub verdict_errors: u64,
 }
 
@@ -80,6 +87,11 @@ pub struct StageReport {
     /// socket could not take them (from /proc/net/netfilter/nfnetlink_queue);
     /// none when that file cannot be read.
     pub overflow_dropped: Option<u64>,
+    /// Packets still held when the stage stopped, let go at once.
+    pub unreleased: u64,
+    /// Errors the queue's socket reported: refused verdicts (the packet
+    /// is lost) or notices the socket could not take.
+    pub queue_errors: u64,
     /// True when the stage waited on its queue's socket; false when it had
     /// to look every [`POLL`] (a packet then waits up to that long unseen).
     pub waited_on_socket: bool,
@@ -141,6 +153,13 @@ pub fn run(config: StageConfig) -> anyhow::Result<()> {
     let before = open_sockets();
     let mut q = nfq::Queue::open().context("cannot open a netfilter queue socket")?;
     let wake = own_copy_of_new_socket(&before);
+    if let Some(fd) = &wake {
+        let _ = nix::sys::socket::setsockopt(
+            fd,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &SOCKET_BUFFER,
+        );
+    }
     for num in [QUEUE_UP, QUEUE_DOWN] {
         q.bind(num)
             .with_context(|| format!("cannot bind netfilter queue {num}"))?;
@@ -166,15 +185,24 @@ pub fn run(config: StageConfig) -> anyhow::Result<()> {
         Direction::new(config.delay_up, config.loss_up),
         Direction::new(config.delay_down, config.loss_down),
     ];
+    let mut queue_errors = 0u64;
     while !stop.load(Ordering::Acquire) {
-        let now = clock::now_ns();
-        loop {
+        // At most a batch between releases: a steady stream of arrivals
+        // must not hold back packets that are due.
+        for _ in 0..BATCH {
             let mut msg = match q.recv() {
                 Ok(m) => m,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("reading the netfilter queue"),
+                // The kernel's answer to a refused verdict arrives here,
+                // and so does a socket overrun: counted, not fatal (a
+                // stage that stops would stop the link).
+                Err(_) => {
+                    queue_errors += 1;
+                    continue;
+                }
             };
+            let now = clock::now_ns();
             let d = &mut dirs[usize::from(msg.get_queue_num() == QUEUE_DOWN)];
             d.report.packets += 1;
             if d.loss > 0.0 && rng.random::<f64>() < d.loss {
@@ -239,8 +267,20 @@ pub fn run(config: StageConfig) -> anyhow::Result<()> {
             }
         }
     }
+    // Packets still held go on rather than vanish with the socket.
+    let mut unreleased = 0;
+    for d in &mut dirs {
+        for h in d.queue.drain(..) {
+            unreleased += 1;
+            let mut msg = h.msg;
+            msg.set_verdict(nfq::Verdict::Accept);
+            let _ = q.verdict(msg);
+        }
+    }
     let [up, down] = dirs;
     let report = StageReport {
+        unreleased,
+        queue_errors,
         up: up.finish(),
         down: down.finish(),
         overflow_dropped: overflow_dropped(),
@@ -289,12 +329,9 @@ fn overflow_dropped() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()?;
     text.lines()
         .map(|line| {
-            let cols: Vec<u64> = line
-                .split_whitespace()
-                .filter_map(|c| c.parse().ok())
-                .collect();
-            cols.get(5).copied().unwrap_or(0) + cols.get(6).copied().unwrap_or(0)
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let col = |i: usize| cols.get(i).and_then(|c| c.parse::<i64>().ok());
+            Some((col(5)? + col(6)?).max(0) as u64)
         })
-        .sum::<u64>()
-        .into()
+        .sum::<Option<u64>>()
 }

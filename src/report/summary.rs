@@ -131,38 +131,57 @@ pub struct LinkFigures {
     pub stage_cpu_us_per_event: Option<f64>,
     pub stage_peak_rss_bytes: Option<u64>,
     /// TCP segments the generator's side retransmitted over the measured
-    /// window: its requests and messages lost on the way up.
+    /// window: its requests and messages (and the server's ACKs of them)
+    /// lost on the way.
     pub retransmitted_up: Option<u64>,
     /// TCP segments the server's side retransmitted over the measured
-    /// window: events lost on the way down.
+    /// window: events (and the clients' ACKs of them) lost on the way.
     pub retransmitted_down: Option<u64>,
 }
 
-/// Physics of the configured link, to set beside the measured figures.
+/// Physics of the configured link for this transport, to set beside the
+/// measured figures.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LinkPrediction {
-    /// One-way delay, the floor of any push latency: rtt / 2.
+    /// One-way delay less the jitter, the floor of any push latency: no
+    /// event arrives sooner.
     pub latency_floor_ms: f64,
-    /// Long polling's worst case for an event published just after an
-    /// answer left: one-way delay plus a whole round trip of re-poll.
-    pub long_poll_worst_ms: f64,
-    /// Floor of connect time: TCP (1 RTT), the request or upgrade (1 RTT),
-    /// and TLS 1.3 (1 RTT) when the run uses TLS.
+    /// Long polling's worst case for an event published just as an answer
+    /// left: its trip, the re-poll's and the event's, 1.5 RTT. None for
+    /// transports that do not re-poll.
+    pub long_poll_worst_ms: Option<f64>,
+    /// Floor of connect time: TCP (1 RTT, only for a client that opens its
+    /// own connection: HTTP/2 clients share one), the request or upgrade
+    /// (1 RTT), WebSocket's subscription after the upgrade (1 RTT), and
+    /// TLS 1.3 (1 RTT) when the run uses TLS.
     pub connect_floor_ms: f64,
 }
 
 impl LinkFigures {
-    fn of(l: &crate::runner::LinkRun, tls: bool, events: u64) -> LinkFigures {
+    fn of(l: &crate::runner::LinkRun, kind: TransportKind, tls: bool, events: u64) -> LinkFigures {
         let rtt = l.configured.rtt.as_secs_f64() * 1e3;
+        let jitter = l.configured.jitter.as_secs_f64() * 1e3;
         let stage_cpu_s = l.stage_cpu.map(|d| d.as_secs_f64());
+        let own_connection = !kind.multiplexed();
+        let websocket = matches!(kind, TransportKind::Websocket | TransportKind::WebsocketH2);
+        let re_polls = matches!(
+            kind,
+            TransportKind::LongPolling
+                | TransportKind::LongPollingClose
+                | TransportKind::LongPollingH2
+        );
+        let round_trips = [own_connection, true, websocket, tls && own_connection]
+            .iter()
+            .filter(|b| **b)
+            .count() as f64;
         LinkFigures {
             configured: l.configured.clone(),
             probe_rtt_median_ms: l.probe_rtt_ms.get(l.probe_rtt_ms.len() / 2).copied(),
             probe_rtt_ms: l.probe_rtt_ms.clone(),
             predicted: LinkPrediction {
-                latency_floor_ms: rtt / 2.0,
-                long_poll_worst_ms: rtt * 1.5,
-                connect_floor_ms: rtt * if tls { 3.0 } else { 2.0 },
+                latency_floor_ms: (rtt / 2.0 - jitter).max(0.0),
+                long_poll_worst_ms: re_polls.then_some(rtt * 1.5),
+                connect_floor_ms: rtt * round_trips,
             },
             stage: l.stage.clone(),
             stage_cpu_s,
@@ -640,7 +659,7 @@ impl TransportSummary {
             link: run
                 .link
                 .as_ref()
-                .map(|l| LinkFigures::of(l, scenario.tls, events)),
+                .map(|l| LinkFigures::of(l, run.kind, scenario.tls, events)),
             proxy: run.proxy.as_ref().map(|p| {
                 let cpu_s = p.cpu.map(|d| d.as_secs_f64());
                 ProxyFigures {

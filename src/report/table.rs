@@ -101,11 +101,11 @@ pub const LINK_ROWS: &[Row] = &[
     ("link RTT probed (median)", |t| {
         link_ms(t, |l| l.probe_rtt_median_ms)
     }),
-    ("physics: latency floor (RTT/2)", |t| {
+    ("physics: latency floor (RTT/2 − jitter)", |t| {
         link_ms(t, |l| Some(l.predicted.latency_floor_ms))
     }),
     ("physics: long-poll worst (1.5 RTT)", |t| {
-        link_ms(t, |l| Some(l.predicted.long_poll_worst_ms))
+        link_ms(t, |l| l.predicted.long_poll_worst_ms)
     }),
     ("physics: connect floor", |t| {
         link_ms(t, |l| Some(l.predicted.connect_floor_ms))

@@ -189,6 +189,14 @@ fn without_net_admin_a_link_scenario_exits_2_before_starting() {
     for p in [dir.path(), results.as_path(), path.as_path()] {
         Command::new("chmod").arg("a+rwx").arg(p).status().unwrap();
     }
+    // A copy the unprivileged user can reach wherever the checkout is.
+    let exe = dir.path().join("pushbench");
+    std::fs::copy(env!("CARGO_BIN_EXE_pushbench"), &exe).unwrap();
+    Command::new("chmod")
+        .arg("a+rx")
+        .arg(&exe)
+        .status()
+        .unwrap();
     let started = Instant::now();
     let out = Command::new("setpriv")
         .args([
@@ -198,7 +206,7 @@ fn without_net_admin_a_link_scenario_exits_2_before_starting() {
             "--inh-caps=-all",
             "--",
         ])
-        .arg(env!("CARGO_BIN_EXE_pushbench"))
+        .arg(&exe)
         .arg("run")
         .arg(&path)
         .arg("--results-dir")
@@ -207,7 +215,7 @@ fn without_net_admin_a_link_scenario_exits_2_before_starting() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+    assert!(stderr.contains("needs root (CAP_NET_ADMIN"), "{stderr}");
     assert!(stderr.contains("link.toml"), "names the scenario: {stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -217,4 +225,44 @@ fn without_net_admin_a_link_scenario_exits_2_before_starting() {
         std::fs::read_dir(&results).unwrap().next().is_none(),
         "nothing written"
     );
+}
+
+#[test]
+fn a_lossy_jittery_link_loses_packets_but_no_event() {
+    if !links_possible("a_lossy_jittery_link_loses_packets_but_no_event") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario_file(
+        &dir,
+        "[network]\nrtt = \"20ms\"\njitter = \"2ms\"\nloss = 5.0\n",
+    );
+    let out = pushbench()
+        .args(["run", "--quiet", "--transport", "websocket"])
+        .arg(&path)
+        .arg("--results-dir")
+        .arg(dir.path().join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary = summary_of(&dir.path().join("results"));
+    let t = &summary["transports"][0];
+    let link = &t["link"];
+    // TCP hides the loss from the application: every event arrives.
+    assert_eq!(t["delivery"]["lost"], 0);
+    let stage = &link["stage"];
+    let dropped =
+        stage["up"]["dropped"].as_u64().unwrap() + stage["down"]["dropped"].as_u64().unwrap();
+    let packets =
+        stage["up"]["packets"].as_u64().unwrap() + stage["down"]["packets"].as_u64().unwrap();
+    assert!(
+        dropped > 0 && dropped < packets / 5,
+        "{dropped} of {packets} dropped"
+    );
+    // The server resent what the link dropped on the way down.
+    assert!(link["retransmitted_down"].as_u64().unwrap() > 0, "{link}");
+    // With jitter the floor is the one-way delay less the jitter.
+    assert_eq!(link["predicted"]["latency_floor_ms"], 8.0);
+    assert!(t["latency_us"]["p50"].as_u64().unwrap() >= 8_000);
 }
