@@ -1265,7 +1265,7 @@ async fn run(
         &scenario,
         &ServerLaunch::Spawn {
             exe,
-            netns: link.as_ref().map(|l| l.server_ns()),
+            link: link.clone(),
         },
         &interrupt,
         progress,

@@ -118,9 +118,14 @@ pub struct LinkRun {
     /// TCP segments the server's side retransmitted in the window (events
     /// lost on the way down).
     pub retransmitted_down: Option<u64>,
+    /// Packets the rate limits' queues dropped in the window (the link's
+    /// `queue` overflowing), up and down; none without a rate limit.
+    pub rate_limit_dropped: (Option<u64>, Option<u64>),
     stage_proc: Option<ProcHandle>,
     server_pid: Option<u32>,
+    name: Option<link::LinkName>,
     at_window_start: (Option<Duration>, Option<u64>, Option<u64>),
+    drops_at_window_start: (Option<u64>, Option<u64>),
 }
 
 impl ProxyRun {
@@ -134,7 +139,24 @@ impl ProxyRun {
 }
 
 impl LinkRun {
+    /// The rate limits' drop counters, up and down, where there are limits.
+    fn rate_limit_drops(&self) -> (Option<u64>, Option<u64>) {
+        let Some(name) = &self.name else {
+            return (None, None);
+        };
+        let up = self
+            .configured
+            .bandwidth_up_bps
+            .and_then(|_| link::qdisc_dropped(&name.client_ns(), &name.client_if()));
+        let down = self
+            .configured
+            .bandwidth_down_bps
+            .and_then(|_| link::qdisc_dropped(&name.server_ns(), &name.server_if()));
+        (up, down)
+    }
+
     fn window_start(&mut self) {
+        self.drops_at_window_start = self.rate_limit_drops();
         self.at_window_start = (
             self.stage_proc.and_then(|p| p.cpu_time()),
             link::retransmitted_segments(None),
@@ -152,6 +174,11 @@ impl LinkRun {
             .and_then(|p| p.cpu_time())
             .zip(cpu)
             .map(|(end, start)| end.saturating_sub(start));
+        let (drops_up, drops_down) = self.rate_limit_drops();
+        self.rate_limit_dropped = (
+            since(drops_up, self.drops_at_window_start.0),
+            since(drops_down, self.drops_at_window_start.1),
+        );
         self.retransmitted_up = since(link::retransmitted_segments(None), up);
         self.retransmitted_down = since(
             self.server_pid
@@ -310,13 +337,7 @@ async fn run_transport(
     // crosses), then the server inside the link.
     let stage = match (&scenario.network, launch) {
         (None, _) => None,
-        (
-            Some(network),
-            ServerLaunch::Spawn {
-                exe,
-                netns: Some(_),
-            },
-        ) if network.needs_stage() => {
+        (Some(network), ServerLaunch::Spawn { exe, link: Some(_) }) if network.needs_stage() => {
             match StageProcess::start(exe, network, scenario.seed).await {
                 Ok(stage) => Some(stage),
                 Err(e) => {
@@ -325,7 +346,7 @@ async fn run_transport(
                 }
             }
         }
-        (Some(_), ServerLaunch::Spawn { netns: Some(_), .. }) => None,
+        (Some(_), ServerLaunch::Spawn { link: Some(_), .. }) => None,
         (Some(_), _) => {
             run.incomplete_reason =
                 Some("[network] needs a server that run starts inside the link".into());
@@ -346,7 +367,11 @@ async fn run_transport(
     run.server_rss_before_connect = server_proc.and_then(|p| p.rss());
     if let Some(network) = &scenario.network {
         let pids = (stage.as_ref().map(|s| s.pid), server.pid());
-        match probe_link(network, server.addr, pids).await {
+        let name = match launch {
+            ServerLaunch::Spawn { link, .. } => link.clone(),
+            ServerLaunch::Existing { .. } => None,
+        };
+        match probe_link(network, server.addr, pids, name).await {
             Ok(l) => run.link = Some(l),
             Err(e) => {
                 run.incomplete_reason = Some(format!("{e:#}"));
@@ -365,11 +390,18 @@ async fn run_transport(
         None => None,
         Some(p) => {
             let netns = match launch {
-                ServerLaunch::Spawn { netns, .. } => netns.as_deref(),
+                ServerLaunch::Spawn { link, .. } => link.as_ref().map(|l| l.server_ns()),
                 ServerLaunch::Existing { .. } => None,
             };
             let connections = u64::from(scenario.clients.count);
-            match crate::proxy::ProxyProcess::start(p, kind, server.addr, netns, connections).await
+            match crate::proxy::ProxyProcess::start(
+                p,
+                kind,
+                server.addr,
+                netns.as_deref(),
+                connections,
+            )
+            .await
             {
                 Ok(proxy) => {
                     let handle = ProcHandle::pid(proxy.pid);
@@ -586,6 +618,7 @@ async fn probe_link(
     network: &Network,
     addr: std::net::SocketAddr,
     (stage_pid, server_pid): (Option<u32>, Option<u32>),
+    name: Option<link::LinkName>,
 ) -> anyhow::Result<LinkRun> {
     let lossy = network.loss_up_percent > 0.0 || network.loss_down_percent > 0.0;
     let connects = if lossy {
@@ -633,9 +666,12 @@ async fn probe_link(
         stage_peak_rss: None,
         retransmitted_up: None,
         retransmitted_down: None,
+        rate_limit_dropped: (None, None),
         stage_proc: stage_pid.map(ProcHandle::pid),
         server_pid,
+        name,
         at_window_start: (None, None, None),
+        drops_at_window_start: (None, None),
     })
 }
 

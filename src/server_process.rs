@@ -18,8 +18,11 @@ use crate::server::{PublishPlan, ServerStats};
 #[derive(Clone, Debug)]
 pub enum ServerLaunch {
     /// Start `exe serve` as a fresh process for every transport, inside
-    /// network namespace `netns` (an emulated link's server side) if given.
-    Spawn { exe: PathBuf, netns: Option<String> },
+    /// the server's namespace of an emulated link if given.
+    Spawn {
+        exe: PathBuf,
+        link: Option<crate::network::link::LinkName>,
+    },
     /// Use a pushbench server that is already listening (tests, manual
     /// runs). Its process figures are reported only if `pid` is given.
     Existing {
@@ -86,7 +89,7 @@ impl ServerUnderTest {
                 http: control_client(tls_cert_pem.as_deref())?,
                 token: token.clone(),
             }),
-            ServerLaunch::Spawn { exe, netns } => {
+            ServerLaunch::Spawn { exe, link } => {
                 // The server writes its fresh certificate here before it
                 // reports ready.
                 let cert_file = if scenario.tls {
@@ -97,9 +100,9 @@ impl ServerUnderTest {
                 // A fresh token per server, passed in the environment (a
                 // command line is visible to every user of the machine).
                 let token = crate::server::random_token();
-                let (mut command, listen) = match netns {
-                    Some(ns) => (
-                        crate::network::link::command_in(ns, exe),
+                let (mut command, listen) = match link {
+                    Some(link) => (
+                        crate::network::link::command_in(&link.server_ns(), exe),
                         format!("{}:0", crate::network::link::SERVER_ADDR),
                     ),
                     None => (Command::new(exe), "127.0.0.1:0".to_owned()),

@@ -59,10 +59,10 @@ impl LinkName {
         format!("pb-{}-c", self.owner_pid)
     }
     /// Interface names are at most 15 bytes.
-    fn server_if(&self) -> String {
+    pub fn server_if(&self) -> String {
         format!("pb{}s", self.owner_pid)
     }
-    fn client_if(&self) -> String {
+    pub fn client_if(&self) -> String {
         format!("pb{}c", self.owner_pid)
     }
     /// `--link` as passed to a part.
@@ -431,4 +431,18 @@ impl StageProcess {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         serde_json::from_str(&line).ok()
     }
+}
+
+/// Packets the root qdisc of `dev` in namespace `ns` dropped so far (the
+/// rate limit's queue overflowing), from `tc -s qdisc show`.
+pub fn qdisc_dropped(ns: &str, dev: &str) -> Option<u64> {
+    let out = Command::new("tc")
+        .args(["-n", ns, "-s", "qdisc", "show", "dev", dev])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // " Sent 123 bytes 4 pkt (dropped 5, overlimits 6 requeues 0)"
+    let after = text.split("(dropped ").nth(1)?;
+    after.split(',').next()?.trim().parse().ok()
 }

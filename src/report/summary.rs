@@ -130,6 +130,13 @@ pub struct LinkFigures {
     pub stage_cpu_s: Option<f64>,
     pub stage_cpu_us_per_event: Option<f64>,
     pub stage_peak_rss_bytes: Option<u64>,
+    /// Packets the rate limits' queues (`queue`) dropped over the measured
+    /// window, towards the server and towards the clients; none where that
+    /// direction has no rate limit.
+    #[serde(default)]
+    pub rate_limit_dropped_up: Option<u64>,
+    #[serde(default)]
+    pub rate_limit_dropped_down: Option<u64>,
     /// TCP segments the generator's side retransmitted over the measured
     /// window: its requests and messages (and the server's ACKs of them)
     /// lost on the way.
@@ -187,6 +194,8 @@ impl LinkFigures {
             stage_cpu_s,
             stage_cpu_us_per_event: stage_cpu_s.and_then(|s| per_event(s * 1e6, events)),
             stage_peak_rss_bytes: l.stage_peak_rss,
+            rate_limit_dropped_up: l.rate_limit_dropped.0,
+            rate_limit_dropped_down: l.rate_limit_dropped.1,
             retransmitted_up: l.retransmitted_up,
             retransmitted_down: l.retransmitted_down,
         }

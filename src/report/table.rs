@@ -146,13 +146,30 @@ pub const LINK_ROWS: &[Row] = &[
             None => "n/a".into(),
         }
     }),
-    ("link queue overflow drops", |t| {
-        count_or_unknown(
-            t.link
-                .as_ref()
-                .and_then(|l| l.stage.as_ref())
-                .and_then(|s| s.overflow_dropped),
+    ("rate-limit queue drops up / down", |t| {
+        let l = t.link.as_ref();
+        let show = |v: Option<u64>, limited: bool| match (v, limited) {
+            (Some(v), _) => v.to_string(),
+            (None, true) => "unknown".to_owned(),
+            (None, false) => "n/a".to_owned(),
+        };
+        format!(
+            "{} / {}",
+            show(
+                l.and_then(|l| l.rate_limit_dropped_up),
+                l.is_some_and(|l| l.configured.bandwidth_up_bps.is_some())
+            ),
+            show(
+                l.and_then(|l| l.rate_limit_dropped_down),
+                l.is_some_and(|l| l.configured.bandwidth_down_bps.is_some())
+            )
         )
+    }),
+    ("link stage queue overflow drops", |t| {
+        match t.link.as_ref().and_then(|l| l.stage.as_ref()) {
+            Some(s) => count_or_unknown(s.overflow_dropped),
+            None => "n/a".into(),
+        }
     }),
     ("link stage CPU per event", |t| {
         per_event(
