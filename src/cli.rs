@@ -905,6 +905,32 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
     out
 }
 
+/// What a scenario with `[proxy]` needs before anything starts: transports
+/// the proxy carries, no TLS, and nginx installed.
+fn proxy_preflight(scenario: &Scenario, path: &Path) -> Result<(), String> {
+    if scenario.proxy.is_none() {
+        return Ok(());
+    }
+    if let Some((t, why)) = scenario
+        .transports
+        .iter()
+        .find_map(|t| crate::proxy::cannot_carry(*t).map(|w| (t, w)))
+    {
+        return Err(format!(
+            "{t} cannot run behind [proxy] in {}: {why}",
+            path.display()
+        ));
+    }
+    if scenario.tls {
+        return Err(format!(
+            "{}: TLS behind [proxy] is not supported: the proxy would end TLS with a certificate of its own; run without --tls (or tls = true)",
+            path.display()
+        ));
+    }
+    crate::proxy::find_nginx().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
 /// The crossover table of a sweep, one line per point.
 fn print_crossover(data: &report::sweep::SweepData) {
     println!("crossover (best transport at each point; lower is better):");
@@ -928,13 +954,39 @@ async fn sweep(
 ) -> u8 {
     let path = args.scenario.as_path();
     let overrides = args.overrides();
-    let scenario = match crate::sweep::validate(path, &overrides, &vary) {
+    let mut scenario = match crate::sweep::validate(path, &overrides, &vary) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::BAD_INPUT;
         }
     };
+    // What each point's run would refuse, refused here once, before any
+    // point starts.
+    if !transports.is_empty() {
+        scenario.transports = transports.clone();
+    }
+    scenario.tls |= tls;
+    let refused = proxy_preflight(&scenario, path).err().or_else(|| {
+        scenario
+            .network
+            .as_ref()
+            .and_then(|_| crate::network::link::check_requirements().err())
+            .map(|e| format!("{}: {e}", path.display()))
+    });
+    let refused = refused.or_else(|| {
+        (scenario.run.repeat > 1).then(|| {
+            format!(
+                "{}: run.repeat = {}: a sweep runs each point once (repeat the sweep instead)",
+                path.display(),
+                scenario.run.repeat
+            )
+        })
+    });
+    if let Some(e) = refused {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
+    }
     if let Err(e) = check_results_dir(results_dir) {
         eprintln!("error: {e}");
         return exit::BAD_INPUT;
@@ -1002,8 +1054,21 @@ async fn sweep(
         if tls {
             cmd.arg("--tls");
         }
-        let status = match cmd.status().await {
-            Ok(s) => s.code(),
+        // A terminal's Ctrl-C reaches the point's run too (same process
+        // group); SIGTERM or SIGHUP sent to the sweep alone is passed on.
+        let status = match cmd.spawn() {
+            Ok(mut child) => {
+                let status = tokio::select! {
+                    status = child.wait() => status,
+                    () = interrupted.cancelled() => {
+                        if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+                        }
+                        child.wait().await
+                    }
+                };
+                status.ok().and_then(|s| s.code())
+            }
             Err(e) => {
                 eprintln!("error: cannot start the run of point {}: {e}", k + 1);
                 None
@@ -1019,6 +1084,13 @@ async fn sweep(
         if let Err(e) = crate::sweep::save(&dir, &index) {
             eprintln!("error: {e:#}");
             return exit::FAILED;
+        }
+        if status == Some(exit::BAD_INPUT as i32) {
+            eprintln!(
+                "error: point {} was refused (above); the sweep stops",
+                k + 1
+            );
+            return exit::BAD_INPUT;
         }
         if status != Some(exit::OK as i32) {
             code = exit::FAILED;
@@ -1142,29 +1214,9 @@ async fn run(
     if let Some(r) = repeat {
         scenario.run.repeat = r;
     }
-    if scenario.proxy.is_some() {
-        if let Some((t, why)) = scenario
-            .transports
-            .iter()
-            .find_map(|t| crate::proxy::cannot_carry(*t).map(|w| (t, w)))
-        {
-            eprintln!(
-                "error: {t} cannot run behind [proxy] in {}: {why}",
-                path.display()
-            );
-            return exit::BAD_INPUT;
-        }
-        if scenario.tls {
-            eprintln!(
-                "error: {}: TLS behind [proxy] is not supported: the proxy would end TLS with a certificate of its own; run without --tls (or tls = true)",
-                path.display()
-            );
-            return exit::BAD_INPUT;
-        }
-        if let Err(e) = crate::proxy::find_nginx() {
-            eprintln!("error: {}: {e}", path.display());
-            return exit::BAD_INPUT;
-        }
+    if let Err(e) = proxy_preflight(&scenario, path) {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
     }
     if dry_run {
         print!("{}", dry_run_text(&scenario, &overrides));

@@ -29,9 +29,10 @@ pub struct Proxy {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub read_timeout: Duration,
-    /// nginx's `proxy_buffering`: on (nginx's default) holds a response's
-    /// bytes until its buffer fills, which stalls SSE; off passes each as it
-    /// comes.
+    /// nginx's `proxy_buffering` (pushbench's default: off; nginx's: on).
+    /// On, nginx reads a response into its buffers as fast as the server
+    /// sends it; said to hold SSE events, which nginx 1.22 was not measured
+    /// to do (docs/network.md).
     pub buffering: bool,
 }
 
@@ -64,8 +65,13 @@ pub fn nginx_config(
     server: SocketAddr,
     dir: &Path,
     connections: u64,
+    clients_per_connection: u32,
 ) -> String {
     let d = dir.display();
+    // Every HTTP/2 client of a connection holds a stream (nginx's default
+    // is 128), and nothing in a benchmark's run should end a connection
+    // after a count of requests (nginx's default: 1000).
+    let streams = clients_per_connection.max(128) + 16;
     // HTTP/2 transports reach nginx over HTTP/2 (cleartext, prior
     // knowledge, as their clients speak it); the others over HTTP/1.1.
     let http2 = if kind.multiplexed() { " http2" } else { "" };
@@ -99,10 +105,16 @@ http {{
     upstream pushbench {{
         server {server};
         keepalive 256;
+        keepalive_requests 1000000000;
+        # Shorter than the server's idle timeout: a kept connection is never
+        # reused just as the server closes it.
+        keepalive_timeout 5s;
     }}
     server {{
-        listen {listen}{http2};
+        listen {listen}{http2} backlog=4096;
         keepalive_timeout 75s;
+        keepalive_requests 1000000000;
+        http2_max_concurrent_streams {streams};
         location / {{
             proxy_pass http://pushbench;
             proxy_http_version 1.1;
@@ -139,6 +151,7 @@ impl ProxyProcess {
         server: SocketAddr,
         netns: Option<&str>,
         connections: u64,
+        clients_per_connection: u32,
     ) -> anyhow::Result<ProxyProcess> {
         let nginx = find_nginx().map_err(anyhow::Error::msg)?;
         let dir = tempfile::tempdir().context("cannot create a directory for nginx")?;
@@ -152,7 +165,15 @@ impl ProxyProcess {
                 probe.local_addr()?
             }
         };
-        let config = nginx_config(proxy, kind, listen, server, dir.path(), connections);
+        let config = nginx_config(
+            proxy,
+            kind,
+            listen,
+            server,
+            dir.path(),
+            connections,
+            clients_per_connection,
+        );
         let file = dir.path().join("nginx.conf");
         std::fs::write(&file, &config).context("cannot write nginx.conf")?;
         let mut cmd = match netns {
@@ -162,8 +183,6 @@ impl ProxyProcess {
         let mut child = cmd
             .arg("-c")
             .arg(&file)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -178,7 +197,8 @@ impl ProxyProcess {
                 let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
                 bail!("nginx exited at start ({status}): {}", log.trim());
             }
-            if tokio::net::TcpStream::connect(listen).await.is_ok() {
+            let connect = tokio::net::TcpStream::connect(listen);
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
                 break;
             }
             if tokio::time::Instant::now() > deadline {

@@ -400,6 +400,7 @@ async fn run_transport(
                 server.addr,
                 netns.as_deref(),
                 connections,
+                scenario.http2.clients_per_connection,
             )
             .await
             {

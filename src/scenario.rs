@@ -283,7 +283,10 @@ impl Scenario {
         } else {
             1
         };
-        self.clients.count as u64 * per_client + 256
+        // nginx, when there is one, holds each client's socket and one to
+        // the server for each, under the limit it inherits from run.
+        let proxy = if self.proxy.is_some() { 2 } else { 1 };
+        self.clients.count as u64 * per_client * proxy + 256
     }
 
     /// Topic name of index `i` (0-based).

@@ -67,7 +67,7 @@ pub struct Point {
     /// none if the run wrote none.
     pub results: Option<String>,
     /// The run's exit code (0: complete; 1: failed or a threshold failed;
-    /// 130: interrupted).
+    /// 2: refused; 130: interrupted).
     pub exit_code: Option<i32>,
 }
 
@@ -102,7 +102,9 @@ pub fn grid(vary: &[Vary]) -> Vec<BTreeMap<String, String>> {
     points
 }
 
-/// Validates every point exactly as `run` would, before any starts.
+/// Validates the scenario at every point, with the command line's
+/// overrides, before any starts (the rest of what `run` checks is checked
+/// once by the sweep command).
 pub fn validate(path: &Path, overrides: &[Override], vary: &[Vary]) -> Result<Scenario, String> {
     if vary.is_empty() {
         return Err("give at least one --vary KEY=V1,V2,…".into());

@@ -62,8 +62,6 @@ pub(super) fn write_log(
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
-/// One HdrHistogram V2 interval log per transport: latency from intended
-/// publish time, one histogram per second of the run, values in µs.
 /// Each transport's generated proxy configuration, as it ran.
 pub struct ProxyConfigs;
 
@@ -82,6 +80,8 @@ impl Reporter for ProxyConfigs {
     }
 }
 
+/// One HdrHistogram V2 interval log per transport: latency from intended
+/// publish time, one histogram per second of the run, values in µs.
 pub struct IntervalLogs;
 
 impl Reporter for IntervalLogs {

@@ -344,7 +344,8 @@ pub struct Processes {
     pub server_memory_per_connection_bytes: Option<f64>,
     /// Generator CPU over the window as a share of its worker threads.
     pub generator_cpu_share: Option<f64>,
-    /// Server plus generator CPU as a share of all cores.
+    /// Server plus generator CPU (plus the proxy's and the link stage's,
+    /// when they run) as a share of all cores.
     pub machine_cpu_share: Option<f64>,
 }
 
@@ -516,8 +517,20 @@ impl TransportSummary {
         let generator_cpu_share = generator_cpu_s
             .filter(|_| window_s > 0.0)
             .map(|g| g / window_s / scenario.clients.workers as f64);
+        // With the proxy and the link's stage, when they run: all of the
+        // run's own processes.
+        let helpers: f64 = [
+            run.proxy.as_ref().and_then(|p| p.cpu),
+            run.link.as_ref().and_then(|l| l.stage_cpu),
+        ]
+        .iter()
+        .flatten()
+        .map(|d| d.as_secs_f64())
+        .sum();
         let machine_cpu_share = match (generator_cpu_s, server_cpu_s) {
-            (Some(g), Some(s)) if window_s > 0.0 => Some((g + s) / window_s / cores as f64),
+            (Some(g), Some(s)) if window_s > 0.0 => {
+                Some((g + s + helpers) / window_s / cores as f64)
+            }
             _ => None,
         };
         let memory_per_connection =

@@ -32,26 +32,29 @@ pub struct SweepData {
 /// Reads a sweep directory: its index and every point's summary.
 pub fn load(dir: &Path) -> anyhow::Result<SweepData> {
     let index = sweep::load(dir)?;
-    let key = &index.vary[0].key;
+    let Some(key) = index.vary.first().map(|v| v.key.clone()) else {
+        anyhow::bail!("{}: no varied key", dir.join(sweep::INDEX).display());
+    };
+    // A point whose summary is missing or unreadable shows as "no
+    // results"; the rest of the sweep is still reported.
     let points = index
         .points
         .iter()
-        .map(|p| {
-            let summary = p
-                .results
-                .as_ref()
-                .map(|r| super::saved::load_summary(&dir.join(r).join("summary.json")))
-                .transpose()?;
-            Ok(SweepPoint {
-                x: p.values
-                    .get(key)
-                    .and_then(|v| sweep::number(v))
-                    .unwrap_or(0.0),
+        .filter_map(|p| {
+            let x = p.values.get(&key).and_then(|v| sweep::number(v))?;
+            let summary = p.results.as_ref().and_then(|r| {
+                let path = dir.join(r).join("summary.json");
+                super::saved::load_summary(&path)
+                    .map_err(|e| eprintln!("warning: {e:#}"))
+                    .ok()
+            });
+            Some(SweepPoint {
+                x,
                 point: p.clone(),
                 summary,
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
     Ok(SweepData { index, points })
 }
 
@@ -121,7 +124,8 @@ fn line(data: &SweepData, s: &Series, f: fn(&TransportSummary) -> Option<f64>) -
                 .as_ref()?
                 .transports
                 .iter()
-                .find(|t| t.transport == s.kind)?;
+                // Only complete runs: a stopped one's figures are partial.
+                .find(|t| t.transport == s.kind && t.complete)?;
             Some((p.x, f(t)?))
         })
         .collect();
@@ -136,16 +140,18 @@ fn draw_panels<DB: DrawingBackend>(
 ) -> DrawResult<DB> {
     area.fill(&WHITE)?;
     let all = series(data);
+    // In a grid, the second key's values alternate solid and dashed lines.
+    let dashed = |s: &Series| {
+        data.index.vary.get(1).is_some_and(|v| {
+            s.second
+                .as_ref()
+                .and_then(|x| v.values.iter().position(|y| y == x))
+                .is_some_and(|i| i % 2 == 1)
+        })
+    };
     let entries: Vec<_> = all
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            (
-                s.label(&data.index),
-                colour(s.kind),
-                i % 2 == 1 && s.second.is_some(),
-            )
-        })
+        .map(|s| (s.label(&data.index), colour(s.kind), dashed(s)))
         .collect();
     let plot = with_legend(area, &entries)?;
     let key = &data.index.vary[0].key;
@@ -203,7 +209,16 @@ fn draw_panels<DB: DrawingBackend>(
                 for (i, pts) in &lines {
                     let s = &all[*i];
                     let style = colour(s.kind).stroke_width(3);
-                    chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
+                    if dashed(s) {
+                        chart.draw_series(DashedLineSeries::new(
+                            pts.iter().copied(),
+                            10,
+                            8,
+                            style,
+                        ))?;
+                    } else {
+                        chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
+                    }
                     chart.draw_series(
                         pts.iter()
                             .map(|p| Circle::new(*p, 5, colour(s.kind).filled())),
@@ -288,13 +303,13 @@ pub fn crossover(data: &SweepData) -> Vec<(String, Vec<String>)> {
                     match ranked.as_slice() {
                         [] => "unknown".to_owned(),
                         [(k, v)] => format!("{k} {v:.2} {unit}"),
+                        // A zero (CPU below the clock's resolution) has no
+                        // meaningful ratio: the next is named instead.
+                        [(k, v), (k2, v2), ..] if *v > 0.0 => {
+                            format!("{k} {v:.2} {unit} ({:.2}× better than {k2})", v2 / v)
+                        }
                         [(k, v), (k2, v2), ..] => {
-                            let by = if *v > 0.0 {
-                                format!("{:.2}×", v2 / v)
-                            } else {
-                                "∞×".to_owned()
-                            };
-                            format!("{k} {v:.2} {unit} ({by} better than {k2})")
+                            format!("{k} {v:.2} {unit} (next: {k2} {v2:.2} {unit})")
                         }
                     }
                 })

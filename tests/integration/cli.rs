@@ -601,7 +601,9 @@ fn a_sweep_runs_every_point_indexes_them_and_reports_the_crossover() {
     let (code, _, stderr) = outcome(
         pushbench()
             .args(["sweep", "--vary", "publish.arrival=poisson,constant"])
-            .arg(&scenario),
+            .arg(&scenario)
+            .arg("--results-dir")
+            .arg(dir.path().join("refused")),
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("not a number or duration"), "{stderr}");
