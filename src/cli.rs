@@ -1058,15 +1058,7 @@ async fn sweep(
         // group); SIGTERM or SIGHUP sent to the sweep alone is passed on.
         let status = match cmd.spawn() {
             Ok(mut child) => {
-                let status = tokio::select! {
-                    status = child.wait() => status,
-                    () = interrupted.cancelled() => {
-                        if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
-                        }
-                        child.wait().await
-                    }
-                };
+                let status = wait_passing_interrupt(&mut child, &interrupted).await;
                 status.ok().and_then(|s| s.code())
             }
             Err(e) => {
@@ -1138,6 +1130,23 @@ fn on_interrupt() -> CancellationToken {
         cancel.cancel();
     });
     interrupt
+}
+
+/// Waits for a child run; on `interrupt` it sends the child SIGINT (it
+/// then stops, writes what it measured and ends) and waits for that.
+async fn wait_passing_interrupt(
+    child: &mut tokio::process::Child,
+    interrupt: &CancellationToken,
+) -> std::io::Result<std::process::ExitStatus> {
+    tokio::select! {
+        status = child.wait() => status,
+        () = interrupt.cancelled() => {
+            if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+            }
+            child.wait().await
+        }
+    }
 }
 
 /// How `run` runs, from its flags.
@@ -1577,17 +1586,7 @@ async fn run_parts_once(
         // an interrupt sent to this process alone is passed on. Either way
         // the part stops, writes what it measured, and this waits for it.
         let status = match cmd.spawn() {
-            Ok(mut child) => {
-                tokio::select! {
-                    status = child.wait() => status,
-                    () = interrupt.cancelled() => {
-                        if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
-                        }
-                        child.wait().await
-                    }
-                }
-            }
+            Ok(mut child) => wait_passing_interrupt(&mut child, interrupt).await,
             Err(e) => Err(e),
         };
         let written = std::fs::read_dir(&out)
