@@ -62,6 +62,11 @@ struct ScenarioArgs {
     /// lossy_wifi (figures and sources: docs/network.md). Needs root.
     #[arg(long, value_name = "PROFILE")]
     network: Option<String>,
+    /// Measure a server that is already running, at http://HOST:PORT (or
+    /// https with --ca): nothing is started, the generator publishes;
+    /// sets target.url. A Socket.IO server takes --set target.kind=socketio.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
 }
 
 impl ScenarioArgs {
@@ -71,6 +76,7 @@ impl ScenarioArgs {
             ("--clients", "clients.count", &self.clients),
             ("--duration", "phases.measure", &self.duration),
             ("--rate", "publish.rate", &self.rate),
+            ("--target", "target.url", &self.target),
         ];
         // --network replaces the whole section, so a file's own keys do
         // not bend the preset asked for.
@@ -90,6 +96,25 @@ impl ScenarioArgs {
     fn load(&self) -> Result<Scenario, crate::scenario::ScenarioError> {
         Scenario::load_with(&self.scenario, &self.overrides())
     }
+}
+
+/// How to reach and measure a `--target` server.
+#[derive(Args, Debug, Clone, Default)]
+struct TargetArgs {
+    /// Bearer token of a target pushbench server's control routes: with it
+    /// the server's own counters (heads, messages received) are read.
+    #[arg(long, env = "PUSHBENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The target server's process on this machine: its CPU and memory are
+    /// measured (without it they are shown as not measured).
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// The certificate (PEM) an https target presents, the only one trusted.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Start against a target that is not on this machine without asking.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +156,24 @@ enum Command {
         /// pid of the run that built it.
         #[arg(long, hide = true, value_parser = crate::network::link::LinkName::parse)]
         link: Option<crate::network::link::LinkName>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Check a server against the push protocol (docs/protocol.md): one
+    /// line per check, pass, FAIL or skipped with the reason. Exit 0 when
+    /// nothing failed, 1 when a check failed, 2 when the server cannot be
+    /// reached or the arguments are wrong. The checks publish to topics of
+    /// their own, named check.<random>.<check>.
+    Check {
+        /// The server's base URL, http://HOST:PORT (https with --ca).
+        url: String,
+        /// The certificate (PEM) an https server presents, the only one trusted.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Also check that the server pings a WebSocket within this time
+        /// (its heartbeat interval and a margin, e.g. 20s).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        heartbeat_wait: Option<Duration>,
     },
     /// Check a scenario (with any overrides) and show what `run` would do,
     /// without running it: exit 0 if it is valid, 2 if not.
@@ -341,6 +384,7 @@ async fn dispatch(cli: Cli) -> u8 {
             repeat,
             part,
             link,
+            target,
         } => {
             let how = RunHow {
                 quiet,
@@ -350,9 +394,15 @@ async fn dispatch(cli: Cli) -> u8 {
                 link,
                 dry_run,
                 json,
+                target,
             };
             run(&scenario, &results_dir, transports, how).await
         }
+        Command::Check {
+            url,
+            ca,
+            heartbeat_wait,
+        } => check(&url, ca.as_deref(), heartbeat_wait).await,
         Command::Validate { scenario } => match scenario.load() {
             Ok(s) => {
                 print!("{}", dry_run_text(&s, &scenario.overrides()));
@@ -907,6 +957,107 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
 
 /// What a scenario with `[proxy]` needs before anything starts: transports
 /// the proxy carries, no TLS, and nginx installed.
+/// `pushbench check URL`.
+async fn check(url: &str, ca: Option<&Path>, heartbeat_wait: Option<Duration>) -> u8 {
+    let target = match crate::scenario::normalize_target_url(url) {
+        Ok(url) => crate::scenario::TargetServer {
+            url,
+            kind: crate::scenario::ServerKind::Pushbench,
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let resolved = match crate::target::resolve(&target, ca).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::BAD_INPUT;
+        }
+    };
+    match crate::check::run(&target.url, &resolved, heartbeat_wait).await {
+        Ok(lines) => {
+            let (text, failed) = crate::check::report(&lines);
+            print!("{text}");
+            if failed > 0 { exit::FAILED } else { exit::OK }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::BAD_INPUT
+        }
+    }
+}
+
+/// For a `[target]`: resolves it, probes its routes (skipping transports
+/// it does not offer that the scenario did not name, refusing named ones),
+/// says what load it will get and, for a target off this machine, asks
+/// first (or takes `--yes`). A part (or a dry run) only resolves: its
+/// parent has probed and asked.
+async fn prepare_target(
+    scenario: &mut Scenario,
+    args: &TargetArgs,
+    quiet: bool,
+) -> anyhow::Result<Option<ServerLaunch>> {
+    let Some(target) = scenario.target.clone() else {
+        if args.server_pid.is_some() || args.ca.is_some() {
+            anyhow::bail!("--server-pid and --ca are for a run against --target URL");
+        }
+        return Ok(None);
+    };
+    if let Some(pid) = args.server_pid
+        && !Path::new(&format!("/proc/{pid}")).exists()
+    {
+        anyhow::bail!("--server-pid {pid}: no such process on this machine");
+    }
+    let resolved = crate::target::resolve(&target, args.ca.as_deref()).await?;
+    scenario.tls = resolved.https;
+    if !quiet {
+        let (probes, publish) = crate::target::probe(scenario, &target, &resolved).await?;
+        publish.map_err(|e| anyhow::anyhow!("{} cannot take the generator's events: {e}", target.url))?;
+        for p in probes {
+            if let Err(why) = p.offered {
+                if scenario.transports_listed {
+                    anyhow::bail!(
+                        "{} does not offer {} ({why}); leave it out of the transports",
+                        target.url,
+                        p.transport
+                    );
+                }
+                eprintln!("skipping {}: {} does not offer it ({why})", p.transport, target.url);
+                scenario.transports.retain(|t| *t != p.transport);
+            }
+        }
+        if scenario.transports.is_empty() {
+            anyhow::bail!("{} offers none of the scenario's transports", target.url);
+        }
+        eprintln!("{}", crate::target::load_line(scenario, &target, resolved.addr));
+        if !target.is_loopback() && !args.yes {
+            use std::io::IsTerminal as _;
+            if !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "{} is not on this machine: pass --yes to put this load on it",
+                    target.url
+                );
+            }
+            eprint!("put this load on {}? [y/N] ", target.url);
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                anyhow::bail!("not confirmed; nothing was started");
+            }
+        }
+    }
+    Ok(Some(ServerLaunch::Existing {
+        addr: resolved.addr,
+        kind: target.kind,
+        pid: args.server_pid,
+        tls_cert_pem: resolved.ca_pem,
+        token: args.token.clone(),
+        control: args.token.is_some() && target.kind == crate::scenario::ServerKind::Pushbench,
+    }))
+}
+
 fn proxy_preflight(scenario: &Scenario, path: &Path) -> Result<(), String> {
     if scenario.proxy.is_none() {
         return Ok(());
@@ -1162,6 +1313,7 @@ struct RunHow {
     part: bool,
     /// `--link`: the emulated link a part runs over.
     link: Option<crate::network::link::LinkName>,
+    target: TargetArgs,
 }
 
 async fn run(
@@ -1178,6 +1330,7 @@ async fn run(
         dry_run,
         json,
         link,
+        target: target_args,
     } = how;
     let path = args.scenario.as_path();
     if part {
@@ -1218,6 +1371,7 @@ async fn run(
             return exit::BAD_INPUT;
         }
         scenario.transports = transports;
+        scenario.transports_listed = true;
     }
     scenario.tls |= tls;
     if let Some(r) = repeat {
@@ -1227,6 +1381,23 @@ async fn run(
         eprintln!("error: {e}");
         return exit::BAD_INPUT;
     }
+    if scenario.target.is_none()
+        && scenario
+            .transports
+            .iter()
+            .any(|t| t.server() == crate::scenario::ServerKind::Socketio)
+        && let Err(e) = crate::server_process::find_socketio()
+    {
+        eprintln!("error: {}: {e}", path.display());
+        return exit::BAD_INPUT;
+    }
+    let target_launch = match prepare_target(&mut scenario, &target_args, part || dry_run).await {
+        Ok(launch) => launch,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", path.display());
+            return exit::BAD_INPUT;
+        }
+    };
     if dry_run {
         print!("{}", dry_run_text(&scenario, &overrides));
         return exit::OK;
@@ -1307,6 +1478,7 @@ async fn run(
     // the link's client namespace, and this process is not.
     if !part && (scenario.transports.len() > 1 || repeat > 1 || link_name.is_some()) {
         let parts = Parts {
+            target: &target_args,
             link: link_name.as_ref(),
             path,
             json,
@@ -1322,16 +1494,11 @@ async fn run(
     let environment = crate::environment::environment();
     let progress: std::sync::Arc<dyn crate::progress::Progress> =
         crate::progress::for_output(quiet).into();
-    let outcome = runner::run_scenario(
-        &scenario,
-        &ServerLaunch::Spawn {
-            exe,
-            link: link.clone(),
-        },
-        &interrupt,
-        progress,
-    )
-    .await;
+    let launch = target_launch.unwrap_or(ServerLaunch::Spawn {
+        exe,
+        link: link.clone(),
+    });
+    let outcome = runner::run_scenario(&scenario, &launch, &interrupt, progress).await;
     let mut environment = environment;
     environment.set_reference_steps(outcome.reference_steps_ns.clone());
     let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
@@ -1415,6 +1582,8 @@ struct Parts<'a> {
     repeat: u32,
     /// The link every part runs inside, if the scenario has one.
     link: Option<&'a crate::network::link::LinkName>,
+    /// How to reach a `--target`, passed on to every part.
+    target: &'a TargetArgs,
 }
 
 /// Runs each transport in a generator process of its own (`run --part`),
@@ -1581,6 +1750,17 @@ async fn run_parts_once(
         }
         if p.tls {
             cmd.arg("--tls");
+        }
+        // The token in the environment, as a command line is visible to
+        // every user of the machine.
+        if let Some(token) = &p.target.token {
+            cmd.env("PUSHBENCH_TOKEN", token);
+        }
+        if let Some(pid) = p.target.server_pid {
+            cmd.args(["--server-pid".to_owned(), pid.to_string()]);
+        }
+        if let Some(ca) = &p.target.ca {
+            cmd.arg("--ca").arg(ca);
         }
         // Ctrl-C at a terminal reaches the part too (same process group);
         // an interrupt sent to this process alone is passed on. Either way

@@ -2,6 +2,7 @@
 //! fast is it, for a given workload?
 
 pub mod calibrate;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod network;
 pub mod procstat;
 pub mod progress;
 pub mod proxy;
+pub mod publisher;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -22,5 +24,6 @@ pub mod schedule;
 pub mod server;
 pub mod server_process;
 pub mod sweep;
+pub mod target;
 pub mod thresholds;
 pub mod tls;

@@ -25,7 +25,8 @@ use crate::network::link::{self, StageProcess};
 use crate::network::stage::StageReport;
 use crate::procstat::ProcHandle;
 use crate::progress::{Live, Phase, Progress};
-use crate::scenario::{Scenario, TopicChoice, TransportKind};
+use crate::publisher::{Channel, GeneratorPublisher, PublisherReport};
+use crate::scenario::{PublishFrom, Scenario, ServerKind, TopicChoice, TransportKind};
 use crate::server::{PublishPlan, PublisherState, ServerStats};
 use crate::server_process::{ServerLaunch, ServerUnderTest};
 
@@ -82,6 +83,13 @@ pub struct TransportRun {
     pub link: Option<LinkRun>,
     /// The reverse proxy, when the scenario has `[proxy]`.
     pub proxy: Option<ProxyRun>,
+    /// Who published this transport's events.
+    pub publish_from: PublishFrom,
+    /// What the generator's publisher did, when it published.
+    pub publisher: Option<PublisherReport>,
+    /// Whether the topics' final sequence numbers were learnt, so that
+    /// `expected` and `lost` are known.
+    pub heads_known: bool,
 }
 
 /// One transport's run through a reverse proxy.
@@ -263,6 +271,8 @@ async fn reference_step() -> u64 {
 /// Over an emulated link the clients' addresses are the link's.
 pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec> {
     let over_link = scenario.network.is_some();
+    // A target elsewhere is reached from the address the route gives.
+    let remote = scenario.target.as_ref().is_some_and(|t| !t.is_loopback());
     let n = scenario.clients.count as u64;
     let ramp = scenario.clients.connect_ramp.as_nanos() as u64;
     let mut rng = StdRng::seed_from_u64(scenario.seed);
@@ -287,6 +297,8 @@ pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec>
                     let k = (i % u64::from(scenario.clients.source_addresses)) as u32;
                     IpAddr::V4(if over_link {
                         link::client_addr(k)
+                    } else if remote {
+                        Ipv4Addr::UNSPECIFIED
                     } else {
                         Ipv4Addr::new(127, 0, 0, 1 + k as u8)
                     })
@@ -332,6 +344,9 @@ async fn run_transport(
         server_client_messages_before: 0,
         link: None,
         proxy: None,
+        publish_from: scenario.publish_from(kind),
+        publisher: None,
+        heads_known: false,
     };
     // Over a link: its delay stage first (until it runs no packet
     // crosses), then the server inside the link.
@@ -353,7 +368,7 @@ async fn run_transport(
             return run;
         }
     };
-    let server = match ServerUnderTest::start(launch, scenario).await {
+    let server = match ServerUnderTest::start(launch, scenario, kind.server()).await {
         Ok(s) => s,
         Err(e) => {
             run.incomplete_reason = Some(format!("{e:#}"));
@@ -507,6 +522,7 @@ async fn run_transport(
     }
     drop(tx);
 
+    let mut publisher: Option<GeneratorPublisher> = None;
     let ticker = tokio::spawn(report_live(
         control.clone(),
         merged.clone(),
@@ -515,9 +531,13 @@ async fn run_transport(
     ));
     if run.incomplete_reason.is_none() {
         let outcome = {
+            let publish_target = Target {
+                addr: server.addr,
+                ..target.clone()
+            };
             let phases = drive_phases(
                 scenario,
-                &server,
+                (&server, &publish_target, &mut publisher),
                 &control,
                 &workers,
                 &mut run,
@@ -556,13 +576,27 @@ async fn run_transport(
         }
     }
 
-    // Wrap up, whatever happened: final heads for the accounting if the
-    // phases did not get that far, then stop the clients.
-    if control.final_heads().is_none()
-        && let Ok(stats) = server.stats().await
-    {
-        control.set_final_heads(stats.heads.clone().into_iter().collect());
-        run.server_stats = Some(stats);
+    // Wrap up, whatever happened: the publisher stopped, final heads for
+    // the accounting if the phases did not get that far, then stop the
+    // clients.
+    if let Some(p) = publisher.take() {
+        p.stop();
+        run.publisher = Some(tokio::task::spawn_blocking(move || p.join()).await.unwrap_or_else(
+            |_| GeneratorPublisher::failed_report("the publisher could not be joined"),
+        ));
+    }
+    if control.final_heads().is_none() {
+        match final_heads(scenario, &server, run.publisher.as_ref()).await {
+            Ok((heads, stats)) => {
+                run.heads_known = true;
+                control.set_final_heads(heads);
+                run.server_stats = run.server_stats.take().or(stats);
+            }
+            Err(e) => {
+                run.incomplete_reason
+                    .get_or_insert(format!("cannot read the topics' final heads: {e:#}"));
+            }
+        }
     }
     ticker.abort();
     control.stop.cancel();
@@ -719,9 +753,40 @@ async fn sleep_until_ns(ns: u64) {
     tokio::time::sleep_until(clock::instant_at(ns)).await;
 }
 
-async fn drive_phases(
+/// The newest sequence number of every topic once publishing has ended:
+/// the server's own count where its control routes are ours, the
+/// publisher's numbering for Socket.IO, otherwise asked by subscription.
+async fn final_heads(
     scenario: &Scenario,
     server: &ServerUnderTest,
+    publisher: Option<&PublisherReport>,
+) -> anyhow::Result<(HashMap<String, u64>, Option<ServerStats>)> {
+    if server.control {
+        let stats = server.stats().await?;
+        return Ok((stats.heads.clone().into_iter().collect(), Some(stats)));
+    }
+    if server.kind == ServerKind::Socketio {
+        return Ok((publisher.map(|p| p.heads.clone()).unwrap_or_default(), None));
+    }
+    let mut topics: Vec<String> = (0..scenario.topics.count)
+        .map(|i| scenario.topic_name(i))
+        .collect();
+    if scenario.echo.is_some() {
+        topics.extend((0..scenario.clients.count).map(|i| format!("echo.{i}")));
+    }
+    let heads = server
+        .heads_by_subscription(&topics, scenario.publish.encoding)
+        .await?;
+    Ok((heads, None))
+}
+
+async fn drive_phases(
+    scenario: &Scenario,
+    (server, publish_target, publisher): (
+        &ServerUnderTest,
+        &Target,
+        &mut Option<GeneratorPublisher>,
+    ),
     control: &Control,
     workers: &[load::Worker],
     run: &mut TransportRun,
@@ -776,7 +841,11 @@ async fn drive_phases(
     // The server's count before any client of this transport sends (none
     // does before the send window is fixed): the drain compares what it
     // counts from here with what the clients sent.
-    let messages_before = server.stats().await?.client_messages;
+    let messages_before = if server.control {
+        server.stats().await?.client_messages
+    } else {
+        0
+    };
     run.server_client_messages_before = messages_before;
     control.set_window(measure_start, measure_end);
     control.set_send_window(start, measure_end);
@@ -791,7 +860,24 @@ async fn drive_phases(
         start_ns: start,
         duration_ns: warmup + measure,
     };
-    server.publish(&plan).await?;
+    match run.publish_from {
+        PublishFrom::Server => server.publish(&plan).await?,
+        PublishFrom::Generator => {
+            let channel = match server.kind {
+                ServerKind::Pushbench => Channel::Pushbench {
+                    token: server.token().map(str::to_owned),
+                },
+                ServerKind::Socketio => Channel::Socketio,
+            };
+            let source = plan_clients(scenario, 0)
+                .first()
+                .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.source);
+            *publisher = Some(
+                GeneratorPublisher::start(plan, publish_target.clone(), source, channel)
+                    .map_err(|e| anyhow::anyhow!("cannot start the publisher thread: {e}"))?,
+            );
+        }
+    }
     run.phases.publish_start_ns = Some(start);
     progress.phase(
         kind,
@@ -822,7 +908,7 @@ async fn drive_phases(
     // Drain: in-flight events get a bounded time to arrive.
     progress.phase(kind, Phase::Drain, scenario.phases.drain, "; at most");
     let drain_end = measure_end + scenario.phases.drain.as_nanos() as u64;
-    let stats = loop {
+    loop {
         // Read before the stats are asked for: a send that ends while they
         // are on their way must not pass as settled with them. Acquire: at
         // zero, the sent counts below are final.
@@ -831,21 +917,46 @@ async fn drive_phases(
             .iter()
             .map(|w| w.counters.messages_sent.load(Relaxed))
             .sum();
-        let stats = server.stats().await?;
+        if publisher.as_ref().is_some_and(|p| p.done()) {
+            let p = publisher.take().expect("checked above");
+            run.publisher = Some(tokio::task::spawn_blocking(move || p.join()).await?);
+        }
+        let stats = if server.control {
+            Some(server.stats().await?)
+        } else {
+            None
+        };
+        let published_done = match run.publish_from {
+            PublishFrom::Generator => publisher.is_none(),
+            PublishFrom::Server => stats
+                .as_ref()
+                .is_some_and(|s| s.publisher == PublisherState::Done),
+        };
         // A WebSocket message counts as sent once it is handed to the
         // connection, with no answer: it may still be in a socket buffer,
         // an HTTP/2 stream's queue or the server's read loop. Settled only
-        // once the server has counted every one; at the deadline the figures
-        // are taken as they are, and the report shows any difference.
-        let received = stats.client_messages.saturating_sub(messages_before);
-        let settled = stats.publisher == PublisherState::Done && sends_done && received >= sent;
+        // once the server has counted every one (the generator's publisher
+        // sends through the same route); at the deadline the figures are
+        // taken as they are, and the report shows any difference. A server
+        // whose counters are not ours is taken as settled once every
+        // message is sent.
+        let received_all = stats.as_ref().is_none_or(|s| {
+            let published_here = run.publisher.as_ref().map_or(0, |p| p.published);
+            s.client_messages.saturating_sub(messages_before) >= sent + published_here
+        });
+        let settled = published_done && sends_done && received_all;
         if settled || clock::now_ns() >= drain_end {
-            break stats;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let heads: HashMap<String, u64> = stats.heads.clone().into_iter().collect();
-    run.server_stats = Some(stats);
+    }
+    if let Some(p) = publisher.take() {
+        p.stop();
+        run.publisher = Some(tokio::task::spawn_blocking(move || p.join()).await?);
+    }
+    let (heads, stats) = final_heads(scenario, server, run.publisher.as_ref()).await?;
+    run.heads_known = true;
+    run.server_stats = stats;
     control.set_final_heads(heads);
     while control.complete.load(Relaxed) < control.subscribed.load(Relaxed)
         && clock::now_ns() < drain_end

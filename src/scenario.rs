@@ -49,10 +49,51 @@ pub enum TransportKind {
     LongPollingH2,
     /// A plain poll at a fixed interval, answered at once.
     ShortPolling,
+    /// Socket.IO over Engine.IO v4 long polling (`transports: ["polling"]`),
+    /// against a Socket.IO server.
+    SocketioPolling,
+    /// Socket.IO over an Engine.IO v4 WebSocket (`transports: ["websocket"]`),
+    /// against a Socket.IO server.
+    SocketioWebsocket,
+}
+
+/// The kind of server a transport talks to.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerKind {
+    /// A server speaking docs/protocol.md: `pushbench serve` or the user's own.
+    #[default]
+    Pushbench,
+    /// A Socket.IO server (Engine.IO v4, Socket.IO v5): rooms are topics and
+    /// everything pushbench needs travels in the event (docs/socketio.md).
+    Socketio,
+}
+
+impl ServerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Pushbench => "pushbench",
+            ServerKind::Socketio => "socketio",
+        }
+    }
 }
 
 impl TransportKind {
-    pub const ALL: [TransportKind; 7] = [
+    /// Every transport pushbench has a client for.
+    pub const ALL: [TransportKind; 9] = [
         TransportKind::Websocket,
         TransportKind::WebsocketH2,
         TransportKind::Sse,
@@ -60,7 +101,19 @@ impl TransportKind {
         TransportKind::LongPollingClose,
         TransportKind::LongPollingH2,
         TransportKind::ShortPolling,
+        TransportKind::SocketioPolling,
+        TransportKind::SocketioWebsocket,
     ];
+
+    /// The kind of server the transport needs.
+    pub fn server(self) -> ServerKind {
+        match self {
+            TransportKind::SocketioPolling | TransportKind::SocketioWebsocket => {
+                ServerKind::Socketio
+            }
+            _ => ServerKind::Pushbench,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -71,12 +124,21 @@ impl TransportKind {
             TransportKind::LongPollingClose => "long_polling_close",
             TransportKind::LongPollingH2 => "long_polling_h2",
             TransportKind::ShortPolling => "short_polling",
+            TransportKind::SocketioPolling => "socketio_polling",
+            TransportKind::SocketioWebsocket => "socketio_websocket",
         }
     }
 
-    /// Whether the transport can carry events in `encoding` (SSE is text).
+    /// Whether the transport can carry events in `encoding` (SSE and
+    /// Socket.IO's events are text).
     pub fn carries(self, encoding: Encoding) -> bool {
-        !(self == TransportKind::Sse && encoding == Encoding::Binary)
+        encoding == Encoding::Json
+            || !matches!(
+                self,
+                TransportKind::Sse
+                    | TransportKind::SocketioPolling
+                    | TransportKind::SocketioWebsocket
+            )
     }
 
     /// Whether clients share connections (so connection counts and memory
@@ -102,6 +164,11 @@ pub struct Scenario {
     /// The file it was read from, as given.
     pub file: String,
     pub transports: Vec<TransportKind>,
+    /// Whether the transports were named (in the file, by `--set` or
+    /// `--transport`) rather than left to the default: a target that lacks
+    /// a named one is refused, a default one is skipped.
+    #[serde(skip)]
+    pub transports_listed: bool,
     pub seed: u64,
     pub clients: Clients,
     pub topics: Topics,
@@ -137,6 +204,63 @@ pub struct Scenario {
     /// A reverse proxy between the clients and the server (`[proxy]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::proxy::Proxy>,
+    /// A server that is already running (`[target]`, `run --target`); none:
+    /// `run` starts a fresh server for every transport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetServer>,
+}
+
+/// `[target]`: a running server to measure instead of a fresh bundled one.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TargetServer {
+    /// `http://HOST:PORT` or `https://HOST:PORT`, the server's base URL.
+    pub url: String,
+    /// What it speaks.
+    #[serde(default)]
+    pub kind: ServerKind,
+}
+
+impl TargetServer {
+    /// Whether the target is on this machine's loopback (`localhost`,
+    /// 127.x.x.x, `[::1]`): only there do the server's clock and the
+    /// generator's agree, and only there is no confirmation asked.
+    pub fn is_loopback(&self) -> bool {
+        let host = reqwest::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Who publishes the scenario's events on its open-loop schedule.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishFrom {
+    /// The bundled server's in-process publisher (`/_pushbench/publish`):
+    /// latency from the schedule to the client, without a publish request.
+    #[default]
+    Server,
+    /// A publisher client in the generator, through the server's publish
+    /// interface: latency includes the publish request, as in an
+    /// application whose backend publishes over the network.
+    Generator,
+}
+
+impl PublishFrom {
+    pub fn name(self) -> &'static str {
+        match self {
+            PublishFrom::Server => "server",
+            PublishFrom::Generator => "generator",
+        }
+    }
 }
 
 /// `[run]`: how many times the whole comparison runs.
@@ -239,6 +363,11 @@ pub struct Publish {
     pub encoding: Encoding,
     /// Recent events the server keeps per topic for pollers and resumes.
     pub buffer_per_topic: u32,
+    /// Who publishes: the bundled server itself, or the generator through
+    /// the server's publish interface (always, against a `[target]` and for
+    /// Socket.IO transports: see [`Scenario::publish_from`]).
+    #[serde(default)]
+    pub from: PublishFrom,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -274,6 +403,17 @@ pub struct Websocket {
 }
 
 impl Scenario {
+    /// Who publishes for `kind`: the generator against a `[target]` and for
+    /// a Socket.IO server (which has no publisher of its own), otherwise
+    /// as `publish.from` says.
+    pub fn publish_from(&self, kind: TransportKind) -> PublishFrom {
+        if self.target.is_some() || kind.server() == ServerKind::Socketio {
+            PublishFrom::Generator
+        } else {
+            self.publish.from
+        }
+    }
+
     /// Open files a process needs for this scenario: a socket per client,
     /// two when clients also send over HTTP/1.1 (a held poll or open stream
     /// occupies the first), and room for the rest.
@@ -389,13 +529,18 @@ impl Scenario {
                 .unwrap_or_else(|| "scenario".into()),
         };
         let encoding = raw.publish.encoding.unwrap_or(Encoding::Json);
+        let target = raw.target.map(|t| target_server(t, &v)).transpose()?;
         let listed = raw.transports.is_some();
         let transports = match raw.transports {
-            // Every transport that can carry the scenario's events.
-            None => TransportKind::ALL
-                .into_iter()
-                .filter(|t| t.carries(encoding))
-                .collect(),
+            // Every transport that can carry the scenario's events, of the
+            // target's kind (the bundled server's without a target).
+            None => {
+                let kind = target.as_ref().map_or(ServerKind::Pushbench, |t| t.kind);
+                TransportKind::ALL
+                    .into_iter()
+                    .filter(|t| t.carries(encoding) && t.server() == kind)
+                    .collect()
+            }
             Some(listed) => listed.into_inner(),
         };
         if transports.is_empty() {
@@ -691,13 +836,73 @@ impl Scenario {
             (None, _) => transports,
         };
 
+        let socketio = transports
+            .iter()
+            .find(|t| t.server() == ServerKind::Socketio);
+        if let Some(t) = &target
+            && let Some(other) = transports.iter().find(|k| k.server() != t.kind)
+        {
+            return Err(err(
+                None,
+                Some("transports".into()),
+                format!(
+                    "{other} needs a {} server, but target.kind is {:?}: list only {} transports, or measure {other} in a run of its own",
+                    other.server().name(),
+                    t.kind.name(),
+                    t.kind.name()
+                ),
+            ));
+        }
+        if let Some(t) = socketio {
+            let refuse = |what: &str, why: &str| {
+                Err(err(
+                    None,
+                    Some("transports".into()),
+                    format!("{t} cannot run with {what}: {why}; leave one of them out"),
+                ))
+            };
+            if messages.is_some() || echo.is_some() {
+                return refuse(
+                    "[messages] or [echo]",
+                    "a Socket.IO server numbers no events, so client messages could not be checked for loss and order",
+                );
+            }
+            if raw.tls == Some(true) {
+                return refuse("tls = true", "the bundled Socket.IO server serves plain HTTP");
+            }
+            if network.is_some() {
+                return refuse(
+                    "[network]",
+                    "the bundled Socket.IO server is not started inside an emulated link",
+                );
+            }
+            if proxy.is_some() {
+                return refuse("[proxy]", "pushbench makes no proxy configuration for Socket.IO");
+            }
+        }
+        let from = match p.from {
+            Some(f) => {
+                v.check(
+                    f.span(),
+                    "publish.from",
+                    !(target.is_some() && *f.get_ref() == PublishFrom::Server),
+                    "\"generator\" against a [target]: only a server that run starts has the in-process publisher",
+                )?;
+                f.into_inner()
+            }
+            None if target.is_some() => PublishFrom::Generator,
+            None => PublishFrom::Server,
+        };
+
         Ok(Scenario {
+            target,
             proxy,
             network,
             thresholds,
             name,
             file: path.display().to_string(),
             transports,
+            transports_listed: listed,
             seed: raw.seed.unwrap_or(1),
             clients: Clients {
                 count: c.count.into_inner(),
@@ -717,6 +922,7 @@ impl Scenario {
                 payload_bytes: p.payload_bytes.into_inner(),
                 encoding,
                 buffer_per_topic: buffer.into_inner(),
+                from,
             },
             phases: Phases {
                 warmup,
@@ -906,6 +1112,55 @@ where
         )?;
     }
     Ok(n)
+}
+
+/// `[target]`: the URL of a running server, as `http://HOST:PORT`.
+fn target_server<F>(raw: RawTarget, v: &Validator<'_, F>) -> Result<TargetServer, ScenarioError>
+where
+    F: Fn(Option<Range<usize>>, Option<String>, String) -> ScenarioError,
+{
+    let span = raw.url.span();
+    let url = normalize_target_url(raw.url.get_ref())
+        .map_err(|m| (v.err)(Some(span), Some("target.url".into()), m))?;
+    Ok(TargetServer {
+        url,
+        kind: raw.kind.unwrap_or_default(),
+    })
+}
+
+/// A target's base URL, checked: `http` or `https` (`ws`/`wss` are taken
+/// for them), a host, a port, no path, query or credentials. Returns it
+/// as `SCHEME://HOST:PORT`.
+pub fn normalize_target_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        format!("{text:?} is not a URL ({e}): write e.g. \"http://127.0.0.1:8080\"")
+    })?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "http",
+        "https" | "wss" => "https",
+        other => {
+            return Err(format!(
+                "{text:?}: scheme {other:?} is not allowed; allowed: http, https (ws, wss)"
+            ));
+        }
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{text:?} names no host"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{text:?}: credentials do not go in the URL; use --token or PUSHBENCH_TOKEN"
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{text:?}: give the server's base URL without a path or query; pushbench adds the routes"
+        ));
+    }
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{text:?} names no port"))?;
+    Ok(format!("{scheme}://{host}:{port}"))
 }
 
 fn transport_names() -> String {
@@ -1222,6 +1477,14 @@ struct RawScenario {
     thresholds: Option<Spanned<toml::Table>>,
     network: Option<RawNetwork>,
     proxy: Option<RawProxy>,
+    target: Option<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: Spanned<String>,
+    kind: Option<ServerKind>,
 }
 
 /// `[thresholds]` keys as written, quoted (`"websocket.latency.p99"`) or
@@ -1279,6 +1542,7 @@ struct RawTopics {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPublish {
+    from: Option<Spanned<PublishFrom>>,
     rate: Spanned<f64>,
     arrival: Option<Arrival>,
     payload_bytes: Spanned<u32>,

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::procstat::ProcHandle;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ServerKind};
 use crate::server::{PublishPlan, ServerStats};
 
 /// How `run` gets a server for each transport.
@@ -27,16 +27,26 @@ pub enum ServerLaunch {
     /// runs). Its process figures are reported only if `pid` is given.
     Existing {
         addr: SocketAddr,
+        kind: ServerKind,
         pid: Option<u32>,
         /// The server's certificate (PEM) when it serves TLS.
         tls_cert_pem: Option<String>,
         /// The token its control routes require, if any.
         token: Option<String>,
+        /// Whether its control routes (stats, the in-process publisher)
+        /// are ours to use: a test's own server, or a target given with
+        /// its token.
+        control: bool,
     },
 }
 
 pub struct ServerUnderTest {
     pub addr: SocketAddr,
+    /// What the server speaks.
+    pub kind: ServerKind,
+    /// Whether its control routes (`/_pushbench/…`) are ours to use: a
+    /// pushbench server `run` started, or a running one given with its token.
+    pub control: bool,
     /// The certificate clients must trust, when the server serves TLS.
     pub tls_cert_pem: Option<String>,
     pub proc: Option<ProcHandle>,
@@ -44,6 +54,107 @@ pub struct ServerUnderTest {
     http: reqwest::Client,
     /// Bearer token of the control routes.
     token: Option<String>,
+}
+
+/// Waits for a started server's line saying where it listens, then keeps
+/// draining its stdout so it never blocks on a full pipe.
+async fn wait_ready(child: &mut Child, prefix: &'static str) -> anyhow::Result<SocketAddr> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix(prefix) {
+                let addr = url.trim().split_once("://").map_or(url, |(_, a)| a);
+                return Ok::<_, std::io::Error>(Some(addr.trim_end_matches('/').to_string()));
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    let addr = match ready {
+        Ok(Ok(Some(addr))) => addr
+            .parse()
+            .with_context(|| format!("server printed a bad address {addr:?}"))?,
+        Ok(_) => {
+            let status = child.wait().await?;
+            bail!("the server exited before it was ready ({status})");
+        }
+        Err(_) => bail!("the server did not report ready within 15 s"),
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(addr)
+}
+
+/// The line the bundled Socket.IO server prints once it listens.
+pub const SOCKETIO_READY_PREFIX: &str = "pushbench socketio server listening on ";
+
+/// Where the bundled Socket.IO server is: `PUSHBENCH_SOCKETIO_DIR`, or
+/// servers/socketio in the source tree pushbench was built from.
+pub fn socketio_dir() -> PathBuf {
+    std::env::var_os("PUSHBENCH_SOCKETIO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/servers/socketio")))
+}
+
+/// Node.js and the bundled Socket.IO server's packages, or what to do to
+/// get them.
+pub fn find_socketio() -> Result<(PathBuf, PathBuf), String> {
+    let node = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+        .ok_or("the Socket.IO transports need Node.js, which is not installed: apt-get install nodejs npm")?;
+    let dir = socketio_dir();
+    if !dir.join("server.js").is_file() {
+        return Err(format!(
+            "the bundled Socket.IO server is not at {} (set PUSHBENCH_SOCKETIO_DIR to the servers/socketio directory of pushbench's source)",
+            dir.display()
+        ));
+    }
+    if !dir.join("node_modules/socket.io/package.json").is_file() {
+        return Err(format!(
+            "the bundled Socket.IO server's packages are not installed: npm ci --prefix {}",
+            dir.display()
+        ));
+    }
+    Ok((node, dir))
+}
+
+/// Starts the bundled Socket.IO server (servers/socketio) as its own
+/// process: `node server.js`, what its `npm start` runs, without npm in
+/// between so the measured process is the server itself.
+async fn start_socketio(scenario: &Scenario) -> anyhow::Result<ServerUnderTest> {
+    let (node, dir) = find_socketio().map_err(anyhow::Error::msg)?;
+    let mut child = Command::new(node)
+        .current_dir(&dir)
+        .arg("server.js")
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args([
+            "--ping-interval",
+            &scenario.websocket.heartbeat.as_millis().to_string(),
+        ])
+        .env("PUSHBENCH_PARENT_PID", std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start node in {}", dir.display()))?;
+    let addr = wait_ready(&mut child, SOCKETIO_READY_PREFIX).await?;
+    let pid = child.id().context("server has no pid")?;
+    Ok(ServerUnderTest {
+        addr,
+        kind: ServerKind::Socketio,
+        control: false,
+        tls_cert_pem: None,
+        proc: Some(ProcHandle::pid(pid)),
+        child: Some(std::sync::Mutex::new(child)),
+        http: control_client(None)?,
+        token: None,
+    })
 }
 
 /// The line `pushbench serve` prints once it accepts connections.
@@ -74,21 +185,29 @@ impl ServerUnderTest {
     pub async fn start(
         launch: &ServerLaunch,
         scenario: &Scenario,
+        kind: ServerKind,
     ) -> anyhow::Result<ServerUnderTest> {
         match launch {
             ServerLaunch::Existing {
                 addr,
+                kind,
                 pid,
                 tls_cert_pem,
                 token,
+                control,
             } => Ok(ServerUnderTest {
                 addr: *addr,
+                kind: *kind,
+                control: *kind == ServerKind::Pushbench && *control,
                 tls_cert_pem: tls_cert_pem.clone(),
                 proc: pid.map(ProcHandle::pid),
                 child: None,
                 http: control_client(tls_cert_pem.as_deref())?,
                 token: token.clone(),
             }),
+            ServerLaunch::Spawn { .. } if kind == ServerKind::Socketio => {
+                start_socketio(scenario).await
+            }
             ServerLaunch::Spawn { exe, link } => {
                 // The server writes its fresh certificate here before it
                 // reports ready.
@@ -173,30 +292,7 @@ impl ServerUnderTest {
                     .kill_on_drop(true)
                     .spawn()
                     .with_context(|| format!("cannot start the server {}", exe.display()))?;
-                let stdout = child.stdout.take().expect("piped stdout");
-                let mut lines = BufReader::new(stdout).lines();
-                let ready = tokio::time::timeout(Duration::from_secs(15), async {
-                    while let Some(line) = lines.next_line().await? {
-                        if let Some(url) = line.strip_prefix(READY_PREFIX) {
-                            let addr = url.trim().split_once("://").map_or(url, |(_, a)| a);
-                            return Ok::<_, std::io::Error>(Some(addr.to_string()));
-                        }
-                    }
-                    Ok(None)
-                })
-                .await;
-                let addr = match ready {
-                    Ok(Ok(Some(addr))) => addr
-                        .parse()
-                        .with_context(|| format!("server printed a bad address {addr:?}"))?,
-                    Ok(_) => {
-                        let status = child.wait().await?;
-                        bail!("the server exited before it was ready ({status})");
-                    }
-                    Err(_) => bail!("the server did not report ready within 15 s"),
-                };
-                // Keep draining its stdout so it never blocks on a full pipe.
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                let addr = wait_ready(&mut child, READY_PREFIX).await?;
                 let pid = child.id().context("server has no pid")?;
                 let tls_cert_pem = cert_file
                     .map(|f| std::fs::read_to_string(f.path()))
@@ -204,6 +300,8 @@ impl ServerUnderTest {
                     .context("cannot read the server's certificate")?;
                 Ok(ServerUnderTest {
                     addr,
+                    kind: ServerKind::Pushbench,
+                    control: true,
                     http: control_client(tls_cert_pem.as_deref())?,
                     tls_cert_pem,
                     proc: Some(ProcHandle::pid(pid)),
@@ -212,6 +310,38 @@ impl ServerUnderTest {
                 })
             }
         }
+    }
+
+    /// The newest sequence number of each topic, asked the way any client
+    /// may: a long poll without cursors answers at once with the heads
+    /// (docs/protocol.md), in chunks of the 256 topics a subscription may
+    /// name. For a server whose control routes are not ours.
+    pub async fn heads_by_subscription(
+        &self,
+        topics: &[String],
+        encoding: crate::codec::Encoding,
+    ) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+        let mut heads = std::collections::HashMap::new();
+        for chunk in topics.chunks(256) {
+            let url = self.url(&format!("/lp?subs={}&hold_ms=0&max=1", chunk.join(",")));
+            let r = self.http.get(url).send().await?.error_for_status()?;
+            let body = r.bytes().await?;
+            let mut messages = Vec::new();
+            crate::codec::decode_batch(encoding, &body, &mut messages)
+                .context("the heads' answer does not decode")?;
+            match messages.first() {
+                Some(crate::codec::ServerMessage::Subscribed(h)) => {
+                    heads.extend(h.iter().map(|(t, s)| (t.to_string(), *s)));
+                }
+                other => bail!("a long poll without cursors answered {other:?}, not the heads"),
+            }
+        }
+        Ok(heads)
+    }
+
+    /// The bearer token of its control routes, when known.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The server process's pid, when run started it.

@@ -8,11 +8,12 @@
 //! Every socket is wrapped in [`CountingStream`], so bytes are counted at
 //! the socket: HTTP headers, WebSocket frame headers, pings and all.
 
-mod http;
+pub mod http;
 mod long_poll;
 mod long_poll_close;
 mod long_poll_h2;
 mod short_poll;
+pub mod socketio;
 mod sse;
 mod websocket;
 mod websocket_h2;
@@ -37,6 +38,7 @@ pub use long_poll::LongPollClient;
 pub use long_poll_close::LongPollCloseClient;
 pub use long_poll_h2::{H2Pool, LongPollH2Client};
 pub use short_poll::ShortPollClient;
+pub use socketio::{SocketIoPollingClient, SocketIoWebSocketClient};
 pub use sse::SseClient;
 pub use websocket::WebSocketClient;
 pub use websocket_h2::WebSocketH2Client;

@@ -12,7 +12,7 @@ use super::client_loop::{WorkerCtx, run_client};
 use super::send_clock::SendClock;
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
-    CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient,
+    CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient, SocketIoPollingClient, SocketIoWebSocketClient,
     SocketCounters, SseClient, Target, Transport, WebSocketClient, WebSocketH2Client,
 };
 use crate::clock;
@@ -101,6 +101,12 @@ async fn run(
         }
         TransportKind::LongPollingH2 => run_all::<LongPollH2Client>(clients, ctx, intervals).await,
         TransportKind::ShortPolling => run_all::<ShortPollClient>(clients, ctx, intervals).await,
+        TransportKind::SocketioPolling => {
+            run_all::<SocketIoPollingClient>(clients, ctx, intervals).await
+        }
+        TransportKind::SocketioWebsocket => {
+            run_all::<SocketIoWebSocketClient>(clients, ctx, intervals).await
+        }
     }
 }
 

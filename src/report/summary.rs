@@ -93,6 +93,53 @@ pub struct TransportSummary {
     /// server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyFigures>,
+    /// Who published the events: the bundled server's in-process publisher
+    /// or the generator's publisher through the server's publish interface.
+    #[serde(default)]
+    pub publish_from: crate::scenario::PublishFrom,
+    /// The generator's publisher, when it published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<PublisherFigures>,
+}
+
+/// The generator's publisher: its requests are part of the latency (as in
+/// an application whose backend publishes over the network) and are
+/// reported apart here. Its bytes are not in `cost`, which counts the
+/// clients' sockets.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PublisherFigures {
+    /// Events the server accepted (Socket.IO: emitted, it answers nothing).
+    pub published: u64,
+    /// Events whose request failed or was refused: not published, not expected.
+    pub failed: u64,
+    pub requests: u64,
+    /// Publish request to its answer, every request of the run; none
+    /// where the channel has no answers (Socket.IO).
+    pub request_time_us: Option<Percentiles>,
+    /// How late, at most, an event left the publisher after its intended time.
+    pub max_lag_us: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub connections_opened: u64,
+    /// The first failure, as it was reported.
+    pub first_error: Option<String>,
+}
+
+impl PublisherFigures {
+    fn of(p: &crate::publisher::PublisherReport) -> PublisherFigures {
+        PublisherFigures {
+            published: p.published,
+            failed: p.failed,
+            requests: p.requests,
+            request_time_us: (!p.request_time.is_empty())
+                .then(|| Percentiles::of(&p.request_time)),
+            max_lag_us: p.max_lag_ns / 1000,
+            bytes_up: p.counters.bytes_up,
+            bytes_down: p.counters.bytes_down,
+            connections_opened: p.counters.connections,
+            first_error: p.first_error.clone(),
+        }
+    }
 }
 
 /// One transport's reverse proxy.
@@ -559,7 +606,7 @@ impl TransportSummary {
                 .flat_map(|m| m.warnings(scenario.clients.workers)),
         );
         let d = &run.report.delivery;
-        let heads_known = run.server_stats.is_some();
+        let heads_known = run.heads_known;
         if (heads_known && d.lost > 0) || d.duplicated > 0 || d.out_of_order > 0 {
             let lost = if heads_known {
                 d.lost.to_string()
@@ -571,7 +618,7 @@ impl TransportSummary {
                 d.missed_reported, d.duplicated, d.out_of_order
             ));
         }
-        if run.server_stats.is_none() {
+        if !run.heads_known {
             warnings.push(
                 "the server's final sequence numbers are unknown (it stopped answering), so `expected` and `lost` cannot be known and are shown as unknown"
                     .into(),
@@ -585,6 +632,23 @@ impl TransportSummary {
                 "the server counted {received} client messages, the clients {} sent: the counts still differed at the end of the drain",
                 run.report.sent
             ));
+        }
+        if let Some(p) = run.publisher.as_ref().filter(|p| p.failed > 0) {
+            warnings.push(format!(
+                "the generator's publisher could not publish {} of {} events ({}): they are neither expected nor counted lost",
+                p.failed,
+                p.failed + p.published,
+                p.first_error.as_deref().unwrap_or("no reason given")
+            ));
+        }
+        if run.publish_from == crate::scenario::PublishFrom::Generator
+            && scenario.target.as_ref().is_some_and(|t| !t.is_loopback())
+            && run.kind.server() == crate::scenario::ServerKind::Pushbench
+        {
+            warnings.push(
+                "latency_from_publish compares the target's clock with this machine's: it means nothing unless the server runs on this machine (latency, from the generator's own schedule, is exact)"
+                    .into(),
+            );
         }
         if run.report.send_failed > 0 {
             warnings.push(format!(
@@ -643,7 +707,7 @@ impl TransportSummary {
                     received_by_server: received_by_server(run),
                 }
             }),
-            delivery: Delivery::of(&run.report.delivery, run.server_stats.is_some()),
+            delivery: Delivery::of(&run.report.delivery, run.heads_known),
             cost: Cost {
                 bytes_down_per_event: per_event(counters.bytes_down as f64, events),
                 bytes_up_per_event: per_event(counters.bytes_up as f64, events),
@@ -698,6 +762,8 @@ impl TransportSummary {
                     config_file: proxy_config_name(run.kind, &p.kind),
                 }
             }),
+            publish_from: run.publish_from,
+            publisher: run.publisher.as_ref().map(PublisherFigures::of),
         }
     }
 }

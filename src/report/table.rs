@@ -64,8 +64,51 @@ pub fn rows(transports: &[TransportSummary]) -> Vec<Row> {
     if transports.iter().any(|t| t.link.is_some()) {
         rows.extend_from_slice(LINK_ROWS);
     }
+    if transports.iter().any(|t| t.publisher.is_some()) {
+        rows.extend_from_slice(PUBLISHER_ROWS);
+    }
     rows
 }
+
+/// The generator's publisher, when it published.
+pub const PUBLISHER_ROWS: &[Row] = &[
+    ("published from", |t| t.publish_from.name().to_owned()),
+    ("publish requests / event", |t| {
+        opt(
+            t.publisher
+                .as_ref()
+                .filter(|p| p.published > 0)
+                .map(|p| p.requests as f64 / p.published as f64),
+            3,
+            "",
+        )
+    }),
+    ("publish request p50", |t| {
+        opt(
+            t.publisher
+                .as_ref()
+                .and_then(|p| p.request_time_us.as_ref())
+                .map(|r| r.p50 as f64 / 1000.0),
+            2,
+            " ms",
+        )
+    }),
+    ("publish request p99", |t| {
+        opt(
+            t.publisher
+                .as_ref()
+                .and_then(|p| p.request_time_us.as_ref())
+                .map(|r| r.p99 as f64 / 1000.0),
+            2,
+            " ms",
+        )
+    }),
+    ("publish failures", |t| {
+        t.publisher
+            .as_ref()
+            .map_or_else(|| "n/a".into(), |p| p.failed.to_string())
+    }),
+];
 
 /// The reverse proxy, measured like the server.
 pub const PROXY_ROWS: &[Row] = &[

@@ -74,23 +74,61 @@ pub async fn post(
         )
             .into_response();
     }
-    let message = std::str::from_utf8(&body)
-        .map_err(|_| Refused::Malformed("not UTF-8".into()))
-        .and_then(|text| {
-            ClientMessage::from_json(text).map_err(|e| Refused::Malformed(e.to_string()))
-        });
-    match message.and_then(|m| accept(&state, m)) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (
-            match e {
-                Refused::TopicLimit(_) => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::BAD_REQUEST,
-            },
-            [(header::CACHE_CONTROL, "no-store")],
-            format!("{e}\n"),
-        )
-            .into_response(),
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text,
+        Err(_) => return refused(Refused::Malformed("not UTF-8".into())),
+    };
+    // A batch (an array of publish messages, as a publisher sends the
+    // events that came due together) is published in its order.
+    if text.trim_start().starts_with('[') {
+        let messages: Vec<ClientMessage<'_>> = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => return refused(Refused::Malformed(e.to_string())),
+        };
+        if let Some(bad) = messages.iter().find_map(|m| match m {
+            ClientMessage::Publish { topic, .. } if !codec::is_valid_topic(topic) => {
+                Some(Refused::Topic(topic.clone().into_owned()))
+            }
+            ClientMessage::Subscribe(_) => Some(Refused::Unexpected("a subscription")),
+            _ => None,
+        }) {
+            return refused(bad);
+        }
+        let n = messages.len();
+        for (i, m) in messages.into_iter().enumerate() {
+            if let Err(e) = accept(&state, m) {
+                let at_limit = matches!(e, Refused::TopicLimit(_));
+                let mut answer =
+                    refused(Refused::Malformed(format!("published {i} of {n}, then: {e}")));
+                if at_limit {
+                    *answer.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                }
+                return answer;
+            }
+        }
+        return StatusCode::NO_CONTENT.into_response();
     }
+    match ClientMessage::from_json(text)
+        .map_err(|e| Refused::Malformed(e.to_string()))
+        .and_then(|m| accept(&state, m))
+    {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// The answer to a refused message: 429 at the topic limit, 400 otherwise,
+/// with the reason.
+fn refused(e: Refused) -> Response {
+    (
+        match e {
+            Refused::TopicLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        },
+        [(header::CACHE_CONTROL, "no-store")],
+        format!("{e}\n"),
+    )
+        .into_response()
 }
 
 /// A client has this long to send a request body once its headers are in:

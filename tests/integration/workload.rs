@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pushbench::codec::Encoding;
 use pushbench::runner::{self, Ending, RunOutcome};
-use pushbench::scenario::TransportKind;
+use pushbench::scenario::{ServerKind, TransportKind};
 use pushbench::server_process::ServerLaunch;
 use pushbench::tls::SelfSigned;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ fn transports(case: &Case) -> Vec<TransportKind> {
     };
     TransportKind::ALL
         .into_iter()
-        .filter(|t| t.carries(encoding))
+        .filter(|t| t.carries(encoding) && t.server() == ServerKind::Pushbench)
         .collect()
 }
 
@@ -68,10 +68,12 @@ async fn run(case: &Case) -> RunOutcome {
     let mut scenario = parse(&text);
     scenario.tls = case.tls;
     let launch = ServerLaunch::Existing {
+        kind: ServerKind::Pushbench,
         addr,
         pid: None,
         tls_cert_pem: cert.as_ref().map(|c| c.cert_pem.clone()),
         token: None,
+        control: true,
     };
     let interrupt = CancellationToken::new();
     let run = runner::run_scenario(
@@ -266,10 +268,12 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
     let scenario =
         parse(&tiny_scenario("\"websocket\", \"long_polling\"", "json").replace("1500ms", "60s"));
     let launch = ServerLaunch::Existing {
+        kind: ServerKind::Pushbench,
         addr,
         pid: None,
         tls_cert_pem: None,
         token: None,
+        control: true,
     };
     let interrupt = CancellationToken::new();
     // Interrupted a second into the measured window, however slowly the

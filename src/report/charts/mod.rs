@@ -58,6 +58,8 @@ pub fn colour(kind: TransportKind) -> RGBColor {
         TransportKind::LongPollingClose => RGBColor(255, 127, 14),
         TransportKind::LongPollingH2 => RGBColor(148, 103, 189),
         TransportKind::ShortPolling => RGBColor(140, 86, 75),
+        TransportKind::SocketioPolling => RGBColor(227, 119, 194),
+        TransportKind::SocketioWebsocket => RGBColor(188, 189, 34),
     }
 }
 
