@@ -69,6 +69,8 @@ pub struct PublisherReport {
     pub counters: CounterSnapshot,
     /// The first failure, as it was reported.
     pub first_error: Option<String>,
+    /// CPU time of the publisher's thread (part of the generator's CPU).
+    pub cpu: Option<Duration>,
 }
 
 /// A running publisher.
@@ -137,6 +139,7 @@ impl GeneratorPublisher {
             heads: HashMap::new(),
             counters: CounterSnapshot::default(),
             first_error: Some(why.to_owned()),
+            cpu: None,
         }
     }
 }
@@ -235,7 +238,15 @@ async fn publish(
         }
     }
     report.counters = counters.snapshot();
+    report.cpu = thread_cpu();
     report
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Option<Duration> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .ok()
+        .map(Duration::from)
 }
 
 /// Sleeps until `at` on the monotonic clock: on the runtime's timer while

@@ -123,6 +123,9 @@ pub struct PublisherFigures {
     pub connections_opened: u64,
     /// The first failure, as it was reported.
     pub first_error: Option<String>,
+    /// CPU time of the publisher's thread over the whole run, per event it
+    /// published (already part of the generator's CPU).
+    pub cpu_us_per_published_event: Option<f64>,
 }
 
 impl PublisherFigures {
@@ -138,6 +141,10 @@ impl PublisherFigures {
             bytes_down: p.counters.bytes_down,
             connections_opened: p.counters.connections,
             first_error: p.first_error.clone(),
+            cpu_us_per_published_event: p
+                .cpu
+                .filter(|_| p.published > 0)
+                .map(|c| c.as_secs_f64() * 1e6 / p.published as f64),
         }
     }
 }
@@ -793,7 +800,14 @@ impl Summary {
             pushbench: crate::environment::build(),
             environment,
             scenario: scenario.clone(),
-            warnings: Vec::new(),
+            warnings: scenario
+                .target
+                .iter()
+                .map(|t| format!(
+                    "{} is a running server: it serves every transport in turn, not a fresh process for each, so its memory and state carry over from one transport to the next",
+                    t.url
+                ))
+                .collect(),
             transports: Vec::new(),
         }
     }

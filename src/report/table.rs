@@ -103,6 +103,15 @@ pub const PUBLISHER_ROWS: &[Row] = &[
             " ms",
         )
     }),
+    ("publisher CPU / published event", |t| {
+        opt(
+            t.publisher
+                .as_ref()
+                .and_then(|p| p.cpu_us_per_published_event),
+            2,
+            " µs",
+        )
+    }),
     ("publish failures", |t| {
         t.publisher
             .as_ref()
