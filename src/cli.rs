@@ -992,8 +992,8 @@ async fn check(url: &str, ca: Option<&Path>, heartbeat_wait: Option<Duration>) -
 /// For a `[target]`: resolves it, probes its routes (skipping transports
 /// it does not offer that the scenario did not name, refusing named ones),
 /// says what load it will get and, for a target off this machine, asks
-/// first (or takes `--yes`). A part (or a dry run) only resolves: its
-/// parent has probed and asked.
+/// first (or takes `--yes`). A part only resolves: its parent has probed
+/// and asked.
 async fn prepare_target(
     scenario: &mut Scenario,
     args: &TargetArgs,
@@ -1013,6 +1013,23 @@ async fn prepare_target(
     let resolved = crate::target::resolve(&target, args.ca.as_deref()).await?;
     scenario.tls = resolved.https;
     if !quiet {
+        // Asked before the probes: they are traffic to the target too.
+        if !target.is_loopback() && !args.yes {
+            use std::io::IsTerminal as _;
+            eprintln!("{}", crate::target::load_line(scenario, &target, resolved.addr));
+            if !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "{} is not on this machine: pass --yes to put this load on it",
+                    target.url
+                );
+            }
+            eprint!("put this load on {}? [y/N] ", target.url);
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                anyhow::bail!("not confirmed; nothing was started");
+            }
+        }
         let (probes, publish) = crate::target::probe(scenario, &target, &resolved).await?;
         publish.map_err(|e| anyhow::anyhow!("{} cannot take the generator's events: {e}", target.url))?;
         for p in probes {
@@ -1032,21 +1049,6 @@ async fn prepare_target(
             anyhow::bail!("{} offers none of the scenario's transports", target.url);
         }
         eprintln!("{}", crate::target::load_line(scenario, &target, resolved.addr));
-        if !target.is_loopback() && !args.yes {
-            use std::io::IsTerminal as _;
-            if !std::io::stdin().is_terminal() {
-                anyhow::bail!(
-                    "{} is not on this machine: pass --yes to put this load on it",
-                    target.url
-                );
-            }
-            eprint!("put this load on {}? [y/N] ", target.url);
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                anyhow::bail!("not confirmed; nothing was started");
-            }
-        }
     }
     Ok(Some(ServerLaunch::Existing {
         addr: resolved.addr,
@@ -1391,7 +1393,7 @@ async fn run(
         eprintln!("error: {}: {e}", path.display());
         return exit::BAD_INPUT;
     }
-    let target_launch = match prepare_target(&mut scenario, &target_args, part || dry_run).await {
+    let target_launch = match prepare_target(&mut scenario, &target_args, part).await {
         Ok(launch) => launch,
         Err(e) => {
             eprintln!("error: {}: {e:#}", path.display());

@@ -13,6 +13,8 @@
 //! - `proxy`: every transport through a real nginx, and nginx's
 //!   read timeout cutting held polls (CI installs nginx).
 //! - `schema`: docs/summary.schema.json matches the code.
+//! - `target`: publishing from the generator, `run --target`, `check`, and
+//!   a real Socket.IO server (CI installs Node.js and its packages).
 
 mod cli;
 mod hostile;
@@ -21,5 +23,6 @@ mod protocol;
 mod proxy;
 mod reports;
 mod schema;
+mod target;
 mod util;
 mod workload;
