@@ -139,24 +139,96 @@ pub async fn run(
             });
         };
     }
-    check!("send.single", "POST /send publishes one message (204)", c.send_single());
-    check!("send.batch", "POST /send publishes an array in order, consecutive sequence numbers", c.send_batch());
-    check!("send.malformed", "POST /send refuses malformed JSON (400)", c.send_status("{", "application/json", 400));
-    check!("send.content_type", "POST /send refuses a body without Content-Type: application/json (415)", c.send_status(r#"{"publish":{"topic":"x","intended_ns":1,"payload":""}}"#, "text/plain", 415));
-    check!("lp.subscribe", "a poll without a cursor answers at once with the head", c.lp_subscribe());
-    check!("lp.order", "a poll returns every event after the cursor, in order, intended time kept", c.lp_order());
+    check!(
+        "send.single",
+        "POST /send publishes one message (204)",
+        c.send_single()
+    );
+    check!(
+        "send.batch",
+        "POST /send publishes an array in order, consecutive sequence numbers",
+        c.send_batch()
+    );
+    check!(
+        "send.malformed",
+        "POST /send refuses malformed JSON (400)",
+        c.send_status("{", "application/json", 400)
+    );
+    check!(
+        "send.content_type",
+        "POST /send refuses a body without Content-Type: application/json (415)",
+        c.send_status(
+            r#"{"publish":{"topic":"x","intended_ns":1,"payload":""}}"#,
+            "text/plain",
+            415
+        )
+    );
+    check!(
+        "lp.subscribe",
+        "a poll without a cursor answers at once with the head",
+        c.lp_subscribe()
+    );
+    check!(
+        "lp.order",
+        "a poll returns every event after the cursor, in order, intended time kept",
+        c.lp_order()
+    );
     check!("lp.max", "max= caps the events of one answer", c.lp_max());
-    check!("lp.hold_timeout", "a held poll with nothing new answers [] after hold_ms", c.lp_hold_timeout());
-    check!("lp.hold_wakes", "a held poll answers as soon as an event is published", c.lp_hold_wakes());
-    check!("lp.missed", "a cursor older than the buffer gets a missed notice", c.lp_missed());
-    check!("lp.refusals", "400 for a cursor ahead of the head, an invalid topic, a topic named twice", c.lp_refusals());
-    check!("sse.stream", "SSE: subscribed block, then each event with id TOPIC:SEQ", c.sse_stream());
-    check!("sse.last_event_id", "SSE: Last-Event-ID resumes after the event it names", c.sse_last_event_id());
-    check!("ws.push", "WebSocket: subscribed, then each event as a frame", c.ws_push());
-    check!("ws.resume", "WebSocket: exactly once, in order, across a forced reconnect by cursor", c.ws_resume());
-    check!("ws.publish", "WebSocket: a publish message is delivered like any event", c.ws_publish());
-    check!("ws.close_codes", "WebSocket: 1007 for malformed JSON, 1003 for a binary subscription, 1008 for no topics", c.ws_close_codes());
-    check!("ws.heartbeat", "WebSocket: the server pings", c.ws_heartbeat());
+    check!(
+        "lp.hold_timeout",
+        "a held poll with nothing new answers [] after hold_ms",
+        c.lp_hold_timeout()
+    );
+    check!(
+        "lp.hold_wakes",
+        "a held poll answers as soon as an event is published",
+        c.lp_hold_wakes()
+    );
+    check!(
+        "lp.missed",
+        "a cursor older than the buffer gets a missed notice",
+        c.lp_missed()
+    );
+    check!(
+        "lp.refusals",
+        "400 for a cursor ahead of the head, an invalid topic, a topic named twice",
+        c.lp_refusals()
+    );
+    check!(
+        "sse.stream",
+        "SSE: subscribed block, then each event with id TOPIC:SEQ",
+        c.sse_stream()
+    );
+    check!(
+        "sse.last_event_id",
+        "SSE: Last-Event-ID resumes after the event it names",
+        c.sse_last_event_id()
+    );
+    check!(
+        "ws.push",
+        "WebSocket: subscribed, then each event as a frame",
+        c.ws_push()
+    );
+    check!(
+        "ws.resume",
+        "WebSocket: exactly once, in order, across a forced reconnect by cursor",
+        c.ws_resume()
+    );
+    check!(
+        "ws.publish",
+        "WebSocket: a publish message is delivered like any event",
+        c.ws_publish()
+    );
+    check!(
+        "ws.close_codes",
+        "WebSocket: 1007 for malformed JSON, 1003 for a binary subscription, 1008 for no topics",
+        c.ws_close_codes()
+    );
+    check!(
+        "ws.heartbeat",
+        "WebSocket: the server pings",
+        c.ws_heartbeat()
+    );
     Ok(lines)
 }
 
@@ -170,7 +242,9 @@ impl Checker {
         let items: Vec<String> = intended
             .iter()
             .map(|i| {
-                format!(r#"{{"publish":{{"topic":"{topic}","intended_ns":{i},"payload":"check"}}}}"#)
+                format!(
+                    r#"{{"publish":{{"topic":"{topic}","intended_ns":{i},"payload":"check"}}}}"#
+                )
             })
             .collect();
         for chunk in items.chunks(200) {
@@ -238,13 +312,16 @@ impl Checker {
         let topic = self.topic("batch");
         let head = self.head(&topic).await?;
         let intended = self.publish(&topic, 3).await?;
-        let (_, b) = self
-            .poll(&format!("subs={topic}:{head}&hold_ms=0"))
-            .await?;
+        let (_, b) = self.poll(&format!("subs={topic}:{head}&hold_ms=0")).await?;
         in_order(&b.events, &topic, head, &intended)
     }
 
-    async fn send_status(&self, body: &'static str, content_type: &'static str, want: u16) -> Check {
+    async fn send_status(
+        &self,
+        body: &'static str,
+        content_type: &'static str,
+        want: u16,
+    ) -> Check {
         let r = self
             .http
             .post(format!("{}/send", self.base))
@@ -270,9 +347,7 @@ impl Checker {
         let topic = self.topic("order");
         let head = self.head(&topic).await?;
         let intended = self.publish(&topic, 5).await?;
-        let (_, b) = self
-            .poll(&format!("subs={topic}:{head}&hold_ms=0"))
-            .await?;
+        let (_, b) = self.poll(&format!("subs={topic}:{head}&hold_ms=0")).await?;
         in_order(&b.events, &topic, head, &intended)
     }
 
@@ -298,7 +373,11 @@ impl Checker {
         let took = started.elapsed();
         expect(
             status == 200 && b.events.is_empty() && took >= Duration::from_millis(250),
-            || format!("answered {status} after {took:?} with {b:?}: expected [] after about 300 ms"),
+            || {
+                format!(
+                    "answered {status} after {took:?} with {b:?}: expected [] after about 300 ms"
+                )
+            },
         )
     }
 
@@ -343,10 +422,9 @@ impl Checker {
             )));
         };
         let next = b.events.first().map(|e| e.seq);
-        expect(
-            t == &topic && *first == 1 && next == Some(last + 1),
-            || format!("missed {t} {first}..{last}, then event {next:?}: expected 1..k then k+1"),
-        )
+        expect(t == &topic && *first == 1 && next == Some(last + 1), || {
+            format!("missed {t} {first}..{last}, then event {next:?}: expected 1..k then k+1")
+        })
     }
 
     async fn lp_refusals(&self) -> Check {
@@ -366,7 +444,13 @@ impl Checker {
     }
 
     /// Reads SSE blocks until `n` events (or the time runs out).
-    async fn sse(&self, query: &str, last_event_id: Option<String>, n: usize, publish: Option<&str>) -> Result<(Vec<String>, Batch), String> {
+    async fn sse(
+        &self,
+        query: &str,
+        last_event_id: Option<String>,
+        n: usize,
+        publish: Option<&str>,
+    ) -> Result<(Vec<String>, Batch), String> {
         if self.encoding != Encoding::Json {
             return Err("skip: SSE is JSON only and this server uses the binary encoding".into());
         }
@@ -413,7 +497,10 @@ impl Checker {
 
     async fn sse_stream(&self) -> Check {
         let topic = self.topic("sse");
-        match self.sse(&format!("subs={topic}"), None, 2, Some(&topic)).await {
+        match self
+            .sse(&format!("subs={topic}"), None, 2, Some(&topic))
+            .await
+        {
             Ok((ids, b)) => expect(
                 b.heads == vec![(topic.clone(), 0)]
                     && b.events.iter().map(|e| e.seq).collect::<Vec<_>>() == [1, 2]
@@ -428,7 +515,12 @@ impl Checker {
         let topic = self.topic("sse_resume");
         let intended = self.publish(&topic, 4).await?;
         match self
-            .sse(&format!("subs={topic}:0"), Some(format!("{topic}:2")), 2, None)
+            .sse(
+                &format!("subs={topic}:0"),
+                Some(format!("{topic}:2")),
+                2,
+                None,
+            )
             .await
         {
             Ok((_, b)) => in_order(&b.events, &topic, 2, &intended[2..]),
@@ -445,7 +537,11 @@ impl Checker {
             index: 0,
         };
         let stream = dial.open(Alpn::Http1).await.map_err(|e| e.to_string())?;
-        let scheme = if self.target.tls.is_some() { "wss" } else { "ws" };
+        let scheme = if self.target.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
         let (ws, _) =
             tokio_tungstenite::client_async(format!("{scheme}://{}/ws", self.target.addr), stream)
                 .await
@@ -453,14 +549,23 @@ impl Checker {
         Ok(ws)
     }
 
-    async fn ws_subscribe(&self, ws: &mut WsConn, topic: &str, cursor: Option<u64>) -> Result<(), String> {
+    async fn ws_subscribe(
+        &self,
+        ws: &mut WsConn,
+        topic: &str,
+        cursor: Option<u64>,
+    ) -> Result<(), String> {
         let cursor = cursor.map_or("null".to_owned(), |c| c.to_string());
-        ws.send(Message::Text(format!(r#"{{"subscribe":{{"{topic}":{cursor}}}}}"#).into()))
-            .await
-            .map_err(|e| e.to_string())?;
+        ws.send(Message::Text(
+            format!(r#"{{"subscribe":{{"{topic}":{cursor}}}}}"#).into(),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
         let first = ws_messages(ws, 1, self.encoding).await?;
-        expect(!first.heads.is_empty(), || format!("the first message was {first:?}, not subscribed"))
-            .map(drop)
+        expect(!first.heads.is_empty(), || {
+            format!("the first message was {first:?}, not subscribed")
+        })
+        .map(drop)
     }
 
     async fn ws_push(&self) -> Check {
@@ -488,7 +593,8 @@ impl Checker {
         drop(ws);
         let more = self.publish(&topic, 3).await?;
         let mut ws = self.ws().await?;
-        self.ws_subscribe(&mut ws, &topic, seen.events.last().map(|e| e.seq)).await?;
+        self.ws_subscribe(&mut ws, &topic, seen.events.last().map(|e| e.seq))
+            .await?;
         let more = [intended, more].concat();
         let after = self.publish(&topic, 1).await?;
         let rest = ws_messages(&mut ws, 4, self.encoding).await?;
@@ -504,7 +610,8 @@ impl Checker {
         };
         self.ws_subscribe(&mut ws, &topic, None).await?;
         ws.send(Message::Text(
-            format!(r#"{{"publish":{{"topic":"{topic}","intended_ns":77,"payload":"hi"}}}}"#).into(),
+            format!(r#"{{"publish":{{"topic":"{topic}","intended_ns":77,"payload":"hi"}}}}"#)
+                .into(),
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -515,8 +622,14 @@ impl Checker {
     async fn ws_close_codes(&self) -> Check {
         let cases: [(Message, CloseCode); 3] = [
             (Message::Text("{not json".into()), CloseCode::Invalid),
-            (Message::Binary(vec![1, 2, 3].into()), CloseCode::Unsupported),
-            (Message::Text(r#"{"subscribe":{}}"#.into()), CloseCode::Policy),
+            (
+                Message::Binary(vec![1, 2, 3].into()),
+                CloseCode::Unsupported,
+            ),
+            (
+                Message::Text(r#"{"subscribe":{}}"#.into()),
+                CloseCode::Policy,
+            ),
         ];
         for (send, want) in cases {
             let mut ws = match self.ws().await {
@@ -529,7 +642,9 @@ impl Checker {
                     Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| f.code),
                     Ok(Some(Ok(_))) => continue,
                     Ok(Some(Err(_)) | None) => break None,
-                    Err(_) => return Ok(Outcome::Fail(format!("no close within 5 s after {send:?}"))),
+                    Err(_) => {
+                        return Ok(Outcome::Fail(format!("no close within 5 s after {send:?}")));
+                    }
                 }
             };
             if code != Some(want) {
@@ -544,7 +659,8 @@ impl Checker {
     async fn ws_heartbeat(&self) -> Check {
         let Some(wait) = self.heartbeat_wait else {
             return Ok(Outcome::Skipped(
-                "it takes the server's heartbeat interval (15 s by default): give --heartbeat-wait".into(),
+                "it takes the server's heartbeat interval (15 s by default): give --heartbeat-wait"
+                    .into(),
             ));
         };
         let topic = self.topic("heartbeat");
@@ -621,7 +737,11 @@ fn in_order(events: &[Ev], topic: &str, after: u64, intended: &[u64]) -> Check {
 }
 
 fn expect(ok: bool, why: impl FnOnce() -> String) -> Check {
-    Ok(if ok { Outcome::Pass } else { Outcome::Fail(why()) })
+    Ok(if ok {
+        Outcome::Pass
+    } else {
+        Outcome::Fail(why())
+    })
 }
 
 /// A route the server does not offer skips its checks; anything else fails.

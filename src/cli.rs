@@ -1016,7 +1016,10 @@ async fn prepare_target(
         // Asked before the probes: they are traffic to the target too.
         if !target.is_loopback() && !args.yes {
             use std::io::IsTerminal as _;
-            eprintln!("{}", crate::target::load_line(scenario, &target, resolved.addr));
+            eprintln!(
+                "{}",
+                crate::target::load_line(scenario, &target, resolved.addr)
+            );
             if !std::io::stdin().is_terminal() {
                 anyhow::bail!(
                     "{} is not on this machine: pass --yes to put this load on it",
@@ -1031,7 +1034,9 @@ async fn prepare_target(
             }
         }
         let (probes, publish) = crate::target::probe(scenario, &target, &resolved).await?;
-        publish.map_err(|e| anyhow::anyhow!("{} cannot take the generator's events: {e}", target.url))?;
+        publish.map_err(|e| {
+            anyhow::anyhow!("{} cannot take the generator's events: {e}", target.url)
+        })?;
         for p in probes {
             if let Err(why) = p.offered {
                 if scenario.transports_listed {
@@ -1041,19 +1046,26 @@ async fn prepare_target(
                         p.transport
                     );
                 }
-                eprintln!("skipping {}: {} does not offer it ({why})", p.transport, target.url);
+                eprintln!(
+                    "skipping {}: {} does not offer it ({why})",
+                    p.transport, target.url
+                );
                 scenario.transports.retain(|t| *t != p.transport);
             }
         }
         if scenario.transports.is_empty() {
             anyhow::bail!("{} offers none of the scenario's transports", target.url);
         }
-        eprintln!("{}", crate::target::load_line(scenario, &target, resolved.addr));
+        eprintln!(
+            "{}",
+            crate::target::load_line(scenario, &target, resolved.addr)
+        );
     }
     Ok(Some(ServerLaunch::Existing {
         addr: resolved.addr,
         kind: target.kind,
         pid: args.server_pid,
+        tls_name: resolved.https.then(|| resolved.host.clone()),
         tls_cert_pem: resolved.ca_pem,
         token: args.token.clone(),
         control: args.token.is_some() && target.kind == crate::scenario::ServerKind::Pushbench,

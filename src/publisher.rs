@@ -424,7 +424,11 @@ mod tests {
         let first = take_batch(&mut due, &plan, &payload, &mut seqs, false);
         assert!(first.body.len() <= MAX_BATCH_BYTES, "{}", first.body.len());
         assert!(first.events > 1 && first.events < 100);
-        assert!(first.body.starts_with("[{\"publish\":{\"topic\":\"A\",\"intended_ns\":0,"));
+        assert!(
+            first
+                .body
+                .starts_with("[{\"publish\":{\"topic\":\"A\",\"intended_ns\":0,")
+        );
         assert_eq!(due.len() as u64, 100 - first.events);
         // Events keep their order across batches.
         assert_eq!(due[0].intended_ns, first.events);

@@ -458,7 +458,13 @@ async fn run_transport(
         max_batch: scenario.long_polling.max_batch,
         poll_interval: scenario.short_polling.interval,
         clients_per_connection: scenario.http2.clients_per_connection,
-        tls: match server.tls_cert_pem.as_deref().map(TlsTarget::trusting) {
+        tls: match server.tls_cert_pem.as_deref().map(|pem| {
+            let tls = TlsTarget::trusting(pem)?;
+            match &server.tls_name {
+                Some(name) => tls.named(name),
+                None => Ok(tls),
+            }
+        }) {
             None => None,
             Some(Ok(tls)) => Some(tls),
             Some(Err(e)) => {
@@ -581,9 +587,13 @@ async fn run_transport(
     // clients.
     if let Some(p) = publisher.take() {
         p.stop();
-        run.publisher = Some(tokio::task::spawn_blocking(move || p.join()).await.unwrap_or_else(
-            |_| GeneratorPublisher::failed_report("the publisher could not be joined"),
-        ));
+        run.publisher = Some(
+            tokio::task::spawn_blocking(move || p.join())
+                .await
+                .unwrap_or_else(|_| {
+                    GeneratorPublisher::failed_report("the publisher could not be joined")
+                }),
+        );
     }
     if control.final_heads().is_none() {
         match final_heads(scenario, &server, run.publisher.as_ref()).await {

@@ -868,7 +868,10 @@ impl Scenario {
                 );
             }
             if raw.tls == Some(true) {
-                return refuse("tls = true", "the bundled Socket.IO server serves plain HTTP");
+                return refuse(
+                    "tls = true",
+                    "the bundled Socket.IO server serves plain HTTP",
+                );
             }
             if network.is_some() {
                 return refuse(
@@ -877,9 +880,13 @@ impl Scenario {
                 );
             }
             if proxy.is_some() {
-                return refuse("[proxy]", "pushbench makes no proxy configuration for Socket.IO");
+                return refuse(
+                    "[proxy]",
+                    "pushbench makes no proxy configuration for Socket.IO",
+                );
             }
         }
+        let from_span = p.from.as_ref().map(|f| f.span());
         let from = match p.from {
             Some(f) => {
                 v.check(
@@ -893,6 +900,13 @@ impl Scenario {
             None if target.is_some() => PublishFrom::Generator,
             None => PublishFrom::Server,
         };
+        if from == PublishFrom::Generator && network.is_some() {
+            return Err(err(
+                from_span,
+                Some("publish.from".into()),
+                "\"generator\" with [network]: the publisher would cross the clients' emulated link, which a backend publishing to the server does not; publish from the server".into(),
+            ));
+        }
 
         Ok(Scenario {
             target,
@@ -1659,15 +1673,107 @@ drain = "2s"
     }
 
     #[test]
+    fn a_target_defaults_to_its_kinds_transports_and_publishing_from_the_generator() {
+        let all = GOOD.replace(r#"transports = ["websocket", "long_polling"]"#, "");
+        let s = parse(&format!(
+            "{all}\n[target]\nurl = \"ws://localhost:8080/\"\n"
+        ))
+        .unwrap();
+        let t = s.target.as_ref().unwrap();
+        assert_eq!(t.url, "http://localhost:8080");
+        assert!(t.is_loopback());
+        assert_eq!(
+            s.publish_from(TransportKind::Websocket),
+            PublishFrom::Generator
+        );
+        assert_eq!(s.transports.len(), 7);
+        let sio = parse(&format!(
+            "{all}\n[target]\nurl = \"http://10.0.0.5:3000\"\nkind = \"socketio\"\n"
+        ))
+        .unwrap();
+        assert!(!sio.target.as_ref().unwrap().is_loopback());
+        assert_eq!(
+            sio.transports,
+            [
+                TransportKind::SocketioPolling,
+                TransportKind::SocketioWebsocket
+            ]
+        );
+        // Without a target, the server publishes unless told otherwise,
+        // except for Socket.IO, which has no publisher of its own.
+        let own = parse(GOOD).unwrap();
+        assert_eq!(
+            own.publish_from(TransportKind::Websocket),
+            PublishFrom::Server
+        );
+        assert_eq!(
+            own.publish_from(TransportKind::SocketioWebsocket),
+            PublishFrom::Generator
+        );
+    }
+
+    #[test]
+    fn targets_and_socketio_refuse_what_they_cannot_do() {
+        let refused = |text: String, field: &str, words: &str| {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            assert!(e.message.contains(words), "{e}");
+        };
+        for (url, words) in [
+            ("ftp://x:1", "scheme \"ftp\""),
+            ("http://h:1/path", "without a path"),
+            ("http://u:p@h:1", "credentials"),
+            ("not a url", "not a URL"),
+        ] {
+            refused(
+                format!("{GOOD}\n[target]\nurl = \"{url}\"\n"),
+                "target.url",
+                words,
+            );
+        }
+        refused(
+            format!("{GOOD}\n[target]\nurl = \"http://h:1\"\n")
+                .replace("[publish]", "[publish]\nfrom = \"server\""),
+            "publish.from",
+            "generator",
+        );
+        refused(
+            format!("{GOOD}\n[target]\nurl = \"http://h:1\"\nkind = \"socketio\"\n"),
+            "transports",
+            "needs a pushbench server",
+        );
+        let sio = GOOD.replace(r#""long_polling""#, r#""socketio_polling""#);
+        refused(
+            format!("{sio}\n[echo]\nrate_per_client = 1.0\npayload_bytes = 8\n"),
+            "transports",
+            "numbers no events",
+        );
+        refused(format!("tls = true\n{sio}"), "transports", "plain HTTP");
+        refused(
+            sio.replace(
+                "payload_bytes = 32",
+                "payload_bytes = 32\nencoding = \"binary\"",
+            ),
+            "transports",
+            "carries text only",
+        );
+    }
+
+    #[test]
     fn unlisted_transports_default_to_every_one_that_carries_the_encoding() {
         let all = GOOD.replace(r#"transports = ["websocket", "long_polling"]"#, "");
-        assert_eq!(parse(&all).unwrap().transports, TransportKind::ALL.to_vec());
+        let bundled: Vec<TransportKind> = TransportKind::ALL
+            .into_iter()
+            .filter(|t| t.server() == ServerKind::Pushbench)
+            .collect();
+        assert_eq!(parse(&all).unwrap().transports, bundled);
+        assert!(!parse(&all).unwrap().transports_listed);
         let binary = all.replace(
             "payload_bytes = 32",
             "payload_bytes = 32\nencoding = \"binary\"",
         );
         let kinds = parse(&binary).unwrap().transports;
-        assert_eq!(kinds.len(), TransportKind::ALL.len() - 1);
+        assert_eq!(kinds.len(), bundled.len() - 1);
         assert!(!kinds.contains(&TransportKind::Sse));
 
         let sse_binary = GOOD.replace(r#""long_polling""#, r#""sse""#).replace(

@@ -31,6 +31,9 @@ pub enum ServerLaunch {
         pid: Option<u32>,
         /// The server's certificate (PEM) when it serves TLS.
         tls_cert_pem: Option<String>,
+        /// The name its certificate carries (the target URL's host); its
+        /// address when none.
+        tls_name: Option<String>,
         /// The token its control routes require, if any.
         token: Option<String>,
         /// Whether its control routes (stats, the in-process publisher)
@@ -49,6 +52,8 @@ pub struct ServerUnderTest {
     pub control: bool,
     /// The certificate clients must trust, when the server serves TLS.
     pub tls_cert_pem: Option<String>,
+    /// The name that certificate carries, when not the server's address.
+    pub tls_name: Option<String>,
     pub proc: Option<ProcHandle>,
     child: Option<std::sync::Mutex<Child>>,
     http: reqwest::Client,
@@ -150,6 +155,7 @@ async fn start_socketio(scenario: &Scenario) -> anyhow::Result<ServerUnderTest> 
         kind: ServerKind::Socketio,
         control: false,
         tls_cert_pem: None,
+        tls_name: None,
         proc: Some(ProcHandle::pid(pid)),
         child: Some(std::sync::Mutex::new(child)),
         http: control_client(None)?,
@@ -193,9 +199,11 @@ impl ServerUnderTest {
                 kind,
                 pid,
                 tls_cert_pem,
+                tls_name,
                 token,
                 control,
             } => Ok(ServerUnderTest {
+                tls_name: tls_name.clone(),
                 addr: *addr,
                 kind: *kind,
                 control: *kind == ServerKind::Pushbench && *control,
@@ -300,6 +308,7 @@ impl ServerUnderTest {
                     .context("cannot read the server's certificate")?;
                 Ok(ServerUnderTest {
                     addr,
+                    tls_name: None,
                     kind: ServerKind::Pushbench,
                     control: true,
                     http: control_client(tls_cert_pem.as_deref())?,

@@ -19,13 +19,18 @@ pub const PROBE_TOPIC: &str = "pushbench.probe";
 #[derive(Clone, Debug)]
 pub struct Resolved {
     pub addr: SocketAddr,
+    /// The host as the URL names it (what an https certificate must name).
+    pub host: String,
     pub https: bool,
     /// The certificate (PEM) to trust for an https target.
     pub ca_pem: Option<String>,
 }
 
 /// Resolves the target's host and reads `--ca` for an https target.
-pub async fn resolve(target: &TargetServer, ca: Option<&std::path::Path>) -> anyhow::Result<Resolved> {
+pub async fn resolve(
+    target: &TargetServer,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<Resolved> {
     let (scheme, rest) = target
         .url
         .split_once("://")
@@ -48,7 +53,13 @@ pub async fn resolve(target: &TargetServer, ca: Option<&std::path::Path>) -> any
         .with_context(|| format!("cannot resolve {rest}"))?
         .next()
         .with_context(|| format!("{rest} resolves to no address"))?;
-    Ok(Resolved { addr, https, ca_pem })
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h).to_owned();
+    Ok(Resolved {
+        addr,
+        host,
+        https,
+        ca_pem,
+    })
 }
 
 /// One transport's probe: offered, or why not.
@@ -71,22 +82,22 @@ pub async fn probe(
         let offered = match t {
             TransportKind::LongPolling
             | TransportKind::LongPollingClose
-            | TransportKind::ShortPolling => expect_status(
-                http.get(format!("{base}/lp?subs={PROBE_TOPIC}&hold_ms=0")),
-                200,
-            )
-            .await,
+            | TransportKind::ShortPolling => {
+                expect_status(
+                    http.get(format!("{base}/lp?subs={PROBE_TOPIC}&hold_ms=0")),
+                    200,
+                )
+                .await
+            }
             TransportKind::LongPollingH2 => expect_status(
                 h2.get(format!("{base}/lp?subs={PROBE_TOPIC}&hold_ms=0")),
                 200,
             )
             .await
             .map_err(|e| format!("over HTTP/2: {e}")),
-            TransportKind::Sse => expect_status(
-                http.get(format!("{base}/sse?subs={PROBE_TOPIC}")),
-                200,
-            )
-            .await,
+            TransportKind::Sse => {
+                expect_status(http.get(format!("{base}/sse?subs={PROBE_TOPIC}")), 200).await
+            }
             TransportKind::Websocket | TransportKind::WebsocketH2 => {
                 let upgrade = expect_status(
                     http.get(format!("{base}/ws"))
@@ -175,8 +186,20 @@ async fn expect_status(request: reqwest::RequestBuilder, want: u16) -> Result<()
     match request.send().await {
         Ok(r) if r.status().as_u16() == want => Ok(()),
         Ok(r) => Err(format!("HTTP {} (expected {want})", r.status())),
-        Err(e) => Err(format!("{e}")),
+        Err(e) => Err(with_causes(&e)),
     }
+}
+
+/// An error and what caused it (a refused certificate, a refused
+/// connection), which reqwest's own message leaves out.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// A probe client: trusting exactly the target's certificate over https,
@@ -204,7 +227,11 @@ fn client(resolved: &Resolved, h2: bool) -> anyhow::Result<reqwest::Client> {
 
 /// The TLS settings the clients use for an https target.
 pub fn tls_target(resolved: &Resolved) -> anyhow::Result<Option<TlsTarget>> {
-    resolved.ca_pem.as_deref().map(TlsTarget::trusting).transpose()
+    resolved
+        .ca_pem
+        .as_deref()
+        .map(|pem| TlsTarget::trusting(pem)?.named(&resolved.host))
+        .transpose()
 }
 
 /// The load a run puts on a target, said before it starts.

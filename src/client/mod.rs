@@ -68,6 +68,9 @@ pub struct Target {
 pub struct TlsTarget {
     pub http1: Arc<rustls::ClientConfig>,
     pub h2: Arc<rustls::ClientConfig>,
+    /// The name the certificate must carry: the server's IP address when
+    /// none (the bundled server's certificates name it).
+    pub name: Option<ServerName<'static>>,
 }
 
 impl TlsTarget {
@@ -75,6 +78,19 @@ impl TlsTarget {
         Ok(TlsTarget {
             http1: crate::tls::client_config(cert_pem, crate::tls::ALPN_HTTP1)?,
             h2: crate::tls::client_config(cert_pem, crate::tls::ALPN_H2)?,
+            name: None,
+        })
+    }
+
+    /// Checks the certificate against `host` (a DNS name or an address),
+    /// as a target's URL names it.
+    pub fn named(self, host: &str) -> anyhow::Result<TlsTarget> {
+        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+            .map_err(|e| anyhow::anyhow!("{host:?} is not a name TLS can check: {e}"))?
+            .to_owned();
+        Ok(TlsTarget {
+            name: Some(name),
+            ..self
         })
     }
 }
@@ -110,7 +126,10 @@ impl Dial<'_> {
             Alpn::Http1 => tls.http1.clone(),
             Alpn::H2 => tls.h2.clone(),
         };
-        let name = ServerName::IpAddress(self.target.addr.ip().into());
+        let name = tls
+            .name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(self.target.addr.ip().into()));
         TlsConnector::from(config)
             .connect(name, tcp)
             .await

@@ -116,7 +116,9 @@ pub fn parse_sio(text: &str) -> Result<SioPacket, ClientError> {
     let (kind, rest) = text.split_at(text.len().min(1));
     match kind {
         "0" => Ok(SioPacket::Connected),
-        "1" => Ok(SioPacket::Refused("the server disconnected the namespace".into())),
+        "1" => Ok(SioPacket::Refused(
+            "the server disconnected the namespace".into(),
+        )),
         "4" => Ok(SioPacket::Refused(format!("connection refused: {rest}"))),
         "3" if rest.starts_with(JOIN_ACK) && rest[JOIN_ACK.len()..].starts_with('[') => {
             Ok(SioPacket::Joined)
@@ -164,7 +166,10 @@ fn join_packet(cursor: &impl Cursor) -> String {
 /// The subscription answer pushbench's tracker expects: every room from 0,
 /// since the publisher numbers each room's events from 1 in every run.
 fn subscribed(cursor: &impl Cursor) -> Received {
-    let heads = cursor.entries().map(|(t, _)| (Cow::Borrowed(t), 0)).collect();
+    let heads = cursor
+        .entries()
+        .map(|(t, _)| (Cow::Borrowed(t), 0))
+        .collect();
     let mut out = BytesMut::new();
     codec::encode(Encoding::Json, &ServerMessage::Subscribed(heads), &mut out)
         .expect("JSON encoding cannot fail");
@@ -313,10 +318,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SocketIoWs<S> {
     ) -> Result<SocketIoWs<S>, ClientError> {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("ws://{addr}{PATH}?EIO=4&transport=websocket");
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(url, stream, Some(super::websocket::config()))
-                .await
-                .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            url,
+            stream,
+            Some(super::websocket::config()),
+        )
+        .await
+        .map_err(|e| ClientError::Handshake(e.to_string()))?;
         let mut client = SocketIoWs { ws };
         let first = client.text().await?;
         let Packet::Open(text) = Packet::parse(&first) else {
@@ -463,7 +471,10 @@ mod tests {
 
     #[test]
     fn engine_io_packets_are_told_apart_by_their_first_digit() {
-        assert_eq!(Packet::parse("0{\"sid\":\"x\"}"), Packet::Open("{\"sid\":\"x\"}"));
+        assert_eq!(
+            Packet::parse("0{\"sid\":\"x\"}"),
+            Packet::Open("{\"sid\":\"x\"}")
+        );
         assert_eq!(Packet::parse("2"), Packet::Ping);
         assert_eq!(Packet::parse("42[\"a\"]"), Packet::Message("2[\"a\"]"));
         assert_eq!(Packet::parse("1"), Packet::Close);
@@ -497,7 +508,10 @@ mod tests {
     fn the_join_and_its_ack_and_other_packets() {
         let rooms = Rooms(vec![("A".into(), None), ("B".into(), Some(3))]);
         assert_eq!(join_packet(&rooms), r#"420["join",["A","B"]]"#);
-        assert_eq!(parse_sio(r#"30[{"joined":["A"]}]"#).unwrap(), SioPacket::Joined);
+        assert_eq!(
+            parse_sio(r#"30[{"joined":["A"]}]"#).unwrap(),
+            SioPacket::Joined
+        );
         assert_eq!(parse_sio(r#"0{"sid":"q"}"#).unwrap(), SioPacket::Connected);
         assert_eq!(parse_sio(r#"2["other",1]"#).unwrap(), SioPacket::Ignored);
         assert!(matches!(

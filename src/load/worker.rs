@@ -12,8 +12,9 @@ use super::client_loop::{WorkerCtx, run_client};
 use super::send_clock::SendClock;
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
-    CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient, SocketIoPollingClient, SocketIoWebSocketClient,
-    SocketCounters, SseClient, Target, Transport, WebSocketClient, WebSocketH2Client,
+    CounterSnapshot, LongPollClient, LongPollCloseClient, LongPollH2Client, ShortPollClient,
+    SocketCounters, SocketIoPollingClient, SocketIoWebSocketClient, SseClient, Target, Transport,
+    WebSocketClient, WebSocketH2Client,
 };
 use crate::clock;
 use crate::scenario::ClientSends;

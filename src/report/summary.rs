@@ -17,10 +17,10 @@ use crate::runner::{Ending, RunOutcome, TransportRun};
 use crate::scenario::{Scenario, TransportKind};
 
 /// Bumped on any change a reader of summary.json would notice.
-pub const SCHEMA_VERSION: u32 = 2;
-/// The oldest version this pushbench still reads: version 2 only made
-/// `delivery.expected` and `delivery.lost` nullable and added fields with
-/// defaults, so a version 1 summary reads as a version 2 one.
+pub const SCHEMA_VERSION: u32 = 3;
+/// The oldest version this pushbench still reads: versions 2 and 3 only
+/// made `delivery.expected` and `delivery.lost` nullable, added fields
+/// with defaults and added transports, so older summaries read as new ones.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// The generator is called saturated above this share of its worker threads' CPU.
@@ -134,8 +134,7 @@ impl PublisherFigures {
             published: p.published,
             failed: p.failed,
             requests: p.requests,
-            request_time_us: (!p.request_time.is_empty())
-                .then(|| Percentiles::of(&p.request_time)),
+            request_time_us: (!p.request_time.is_empty()).then(|| Percentiles::of(&p.request_time)),
             max_lag_us: p.max_lag_ns / 1000,
             bytes_up: p.counters.bytes_up,
             bytes_down: p.counters.bytes_down,

@@ -98,8 +98,9 @@ pub async fn post(
         for (i, m) in messages.into_iter().enumerate() {
             if let Err(e) = accept(&state, m) {
                 let at_limit = matches!(e, Refused::TopicLimit(_));
-                let mut answer =
-                    refused(Refused::Malformed(format!("published {i} of {n}, then: {e}")));
+                let mut answer = refused(Refused::Malformed(format!(
+                    "published {i} of {n}, then: {e}"
+                )));
                 if at_limit {
                     *answer.status_mut() = StatusCode::TOO_MANY_REQUESTS;
                 }

@@ -30,6 +30,7 @@ async fn publishing_from_the_generator_delivers_every_event_once_with_a_latency_
         addr,
         pid: None,
         tls_cert_pem: None,
+        tls_name: None,
         token: None,
         control: true,
     };
@@ -50,16 +51,20 @@ async fn publishing_from_the_generator_delivers_every_event_once_with_a_latency_
         assert!(p.published > 300, "{t}: published {}", p.published);
         assert!(p.requests > 0 && p.requests <= p.published, "{t}");
         assert!(!p.request_time.is_empty(), "{t}");
-        assert!(d.expected > 40 * 3 * 20, "{t}: only {} expected", d.expected);
-        assert_eq!(d.delivered, d.expected, "{t}: {d:?}");
-        assert_eq!((d.lost, d.duplicated, d.out_of_order), (0, 0, 0), "{t}: {d:?}");
-        // One latency sample per event intended in the window, and the
-        // window's events are the ones delivered in it.
-        assert_eq!(
-            run.report.latency.len(),
-            run.report.delivered_in_window,
-            "{t}"
+        assert!(
+            d.expected > 40 * 3 * 20,
+            "{t}: only {} expected",
+            d.expected
         );
+        assert_eq!(d.delivered, d.expected, "{t}: {d:?}");
+        assert_eq!(
+            (d.lost, d.duplicated, d.out_of_order),
+            (0, 0, 0),
+            "{t}: {d:?}"
+        );
+        // With no warm-up every event is intended inside the window, so
+        // every delivered event has exactly one latency sample.
+        assert_eq!(run.report.latency.len(), d.delivered, "{t}");
         assert!(run.report.delivered_in_window > 0, "{t}");
     }
     // The server published exactly what the publishers sent, three times.
@@ -73,8 +78,19 @@ async fn publishing_from_the_generator_delivers_every_event_once_with_a_latency_
 
 /// `pushbench serve` on port 0, and the URL it listens on.
 fn serve() -> (std::process::Child, String) {
+    serve_with(&[])
+}
+
+fn serve_with(extra: &[&str]) -> (std::process::Child, String) {
     let mut child = pushbench()
-        .args(["serve", "--listen", "127.0.0.1:0", "--buffer-per-topic", "64"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--buffer-per-topic",
+            "64",
+        ])
+        .args(extra)
         .env("PUSHBENCH_TOKEN", "secret")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -147,6 +163,44 @@ fn a_target_started_apart_gives_the_counts_of_a_managed_run() {
     );
 }
 
+#[test]
+fn an_https_target_is_measured_trusting_only_the_given_certificate_by_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let (mut server, url) = serve_with(&["--tls-cert-out", cert.to_str().unwrap()]);
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let text = tiny_scenario("\"websocket\", \"long_polling\"", "json");
+    // The certificate names localhost: checked by that name.
+    let by_name = format!("https://localhost:{port}");
+    let (code, summary, stderr) = summary_of(
+        &["--target", &by_name, "--ca", cert.to_str().unwrap()],
+        &text,
+    );
+    // Another certificate is not trusted.
+    let other = dir.path().join("other.pem");
+    std::fs::write(
+        &other,
+        pushbench::tls::SelfSigned::generate().unwrap().cert_pem,
+    )
+    .unwrap();
+    let (code_other, _, stderr_other) = summary_of(
+        &["--target", &by_name, "--ca", other.to_str().unwrap()],
+        &text,
+    );
+    let _ = server.kill();
+    assert_eq!(code, 0, "{stderr}");
+    for t in summary["transports"].as_array().unwrap() {
+        assert_eq!(t["delivery"]["lost"], 0, "{t}");
+        assert!(t["delivery"]["delivered"].as_u64() > Some(0), "{t}");
+    }
+    assert_eq!(summary["scenario"]["tls"], true);
+    assert_eq!(code_other, 2, "{stderr_other}");
+    assert!(
+        stderr_other.contains("UnknownIssuer") || stderr_other.contains("certificate"),
+        "{stderr_other}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_is_refused_before_anything_starts_when_it_cannot_be_run() {
     let refused = |args: Vec<String>, text: String| {
@@ -168,15 +222,22 @@ async fn a_target_is_refused_before_anything_starts_when_it_cannot_be_run() {
     assert!(stderr.contains("pass --yes"), "{stderr}");
     // A server without /ws: the listed websocket is refused, naming it.
     let addr = start_skipping_server().await;
-    let (code, _, stderr) = refused(vec!["--target".into(), format!("http://{addr}")], text.clone())
-        .await
-        .unwrap();
+    let (code, _, stderr) = refused(
+        vec!["--target".into(), format!("http://{addr}")],
+        text.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("does not offer websocket"), "{stderr}");
     // Left to the default, it is skipped with a line, and the rest run.
     let default = text.replace("transports = [\"websocket\", \"long_polling\"]", "");
     let (code, summary, stderr) = refused(
-        vec!["--target".into(), format!("http://{addr}"), "--dry-run".into()],
+        vec![
+            "--target".into(),
+            format!("http://{addr}"),
+            "--dry-run".into(),
+        ],
         default.clone(),
     )
     .await
@@ -211,6 +272,7 @@ async fn check_passes_against_the_bundled_server() {
     let url = format!("http://{addr}");
     let resolved = pushbench::target::Resolved {
         addr,
+        host: "127.0.0.1".into(),
         https: false,
         ca_pem: None,
     };
@@ -295,6 +357,7 @@ async fn check_fails_a_server_that_skips_a_sequence_number_naming_the_check() {
     let addr = start_skipping_server().await;
     let resolved = pushbench::target::Resolved {
         addr,
+        host: "127.0.0.1".into(),
         https: false,
         ca_pem: None,
     };
@@ -340,7 +403,10 @@ fn a_socketio_run_delivers_every_event_over_both_transports() {
         assert_eq!(d["lost"], 0, "{name}: {d}");
         assert_eq!(d["duplicated"], 0, "{name}: {d}");
         assert_eq!(t["publish_from"], "generator", "{name}");
-        assert!(t["processes"]["server_cpu_s"].as_f64() > Some(0.0), "{name}");
+        assert!(
+            t["processes"]["server_cpu_s"].as_f64() > Some(0.0),
+            "{name}"
+        );
         assert!(t["cost"]["bytes_down"].as_u64() > Some(0), "{name}");
     }
     assert_eq!(transports[0]["transport"], "socketio_polling");

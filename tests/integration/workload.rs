@@ -72,6 +72,7 @@ async fn run(case: &Case) -> RunOutcome {
         addr,
         pid: None,
         tls_cert_pem: cert.as_ref().map(|c| c.cert_pem.clone()),
+        tls_name: None,
         token: None,
         control: true,
     };
@@ -272,6 +273,7 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
         addr,
         pid: None,
         tls_cert_pem: None,
+        tls_name: None,
         token: None,
         control: true,
     };
