@@ -249,6 +249,10 @@ enum Command {
         /// (`run` starts its servers so; none outlives a killed run).
         #[arg(long, hide = true)]
         exit_with_parent: bool,
+        /// Worker threads of the server's runtime: connections are spread
+        /// over them, the topics' buffers are shared (1 to 256).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: u32,
     },
     /// Run a scenario at every value of one or two keys and chart each
     /// figure against them, with a crossover table (which transport is best
@@ -354,8 +358,14 @@ fn parse_transport(s: &str) -> Result<TransportKind, String> {
 /// Runs the command line; the binary's `main` is only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One worker thread everywhere (the generator's workers and the
+    // publisher have threads of their own), except a server asked for more.
+    let threads = match &cli.command {
+        Command::Serve { threads, .. } => *threads as usize,
+        _ => 1,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(threads)
         .enable_all()
         .build()
     {
@@ -429,6 +439,7 @@ async fn dispatch(cli: Cli) -> u8 {
             min_open_files,
             tls_cert_out,
             exit_with_parent,
+            threads: _,
         } => {
             if exit_with_parent {
                 let _ = rustix::process::set_parent_process_death_signal(Some(

@@ -181,6 +181,9 @@ pub struct Scenario {
     #[serde(default)]
     pub http2: Http2,
     pub websocket: Websocket,
+    /// The bundled server's own settings (`[server]`).
+    #[serde(default)]
+    pub server: ServerSettings,
     /// Every transport over TLS (wss, https) with a certificate the server
     /// makes at start and the clients trust alone.
     #[serde(default)]
@@ -391,6 +394,27 @@ pub struct LongPolling {
     pub hold: Duration,
     /// Most events one poll answer carries.
     pub max_batch: u32,
+}
+
+/// `[server]`: how `run` starts the bundled server.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ServerSettings {
+    /// Worker threads of the server's runtime (`serve --threads`). Default:
+    /// half the machine's cores, at least 1, so that on a machine shared
+    /// with the generator (whose `clients.workers` default to one per
+    /// core) neither takes every core.
+    pub threads: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { threads: 1 }
+    }
+}
+
+/// The default of `server.threads` on this machine.
+pub fn default_server_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() as u32 / 2).max(1))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -751,6 +775,13 @@ impl Scenario {
             .map(|m| client_sends(m, "messages", &v))
             .transpose()?;
         let echo = raw.echo.map(|m| client_sends(m, "echo", &v)).transpose()?;
+        let threads = match raw.server.and_then(|s| s.threads) {
+            Some(t) => {
+                v.range(&t, "server.threads", 1, 256, "worker threads")?;
+                t.into_inner()
+            }
+            None => default_server_threads(),
+        };
         let ws = raw.websocket.unwrap_or_default();
         let heartbeat = match ws.heartbeat {
             Some(h) => duration(
@@ -949,6 +980,7 @@ impl Scenario {
                 clients_per_connection,
             },
             websocket: Websocket { heartbeat },
+            server: ServerSettings { threads },
             tls: raw.tls.unwrap_or(false),
             messages,
             echo,
@@ -1492,6 +1524,7 @@ struct RawScenario {
     network: Option<RawNetwork>,
     proxy: Option<RawProxy>,
     target: Option<RawTarget>,
+    server: Option<RawServer>,
 }
 
 #[derive(Deserialize)]
@@ -1625,6 +1658,12 @@ struct RawNetwork {
 #[serde(deny_unknown_fields)]
 struct RawWebsocket {
     heartbeat: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    threads: Option<Spanned<u32>>,
 }
 
 #[cfg(test)]

@@ -287,6 +287,7 @@ impl ServerUnderTest {
                         "--heartbeat",
                         &humantime::format_duration(scenario.websocket.heartbeat).to_string(),
                     ])
+                    .args(["--threads", &scenario.server.threads.to_string()])
                     .args([
                         "--min-open-files",
                         &scenario.open_files_needed().to_string(),
