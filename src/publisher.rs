@@ -200,6 +200,24 @@ async fn publish(
         }
         let lag = clock::now_ns().saturating_sub(due[0].intended_ns);
         report.max_lag_ns = report.max_lag_ns.max(lag);
+        // A kept-alive connection the server closed while idle (a slow
+        // schedule can wait longer than its idle timeout) is replaced
+        // before use, not counted as a failed publish.
+        if let Some(Open::Http { sender, .. }) = &conn
+            && sender.is_closed()
+        {
+            conn = None;
+        }
+        // A Socket.IO server pings: answered here too, since at a high rate
+        // the publisher may never wait long enough to read in `wait_until`.
+        if let Some(Open::Socketio(ws)) = &mut conn {
+            while let Some(read) = futures_util::FutureExt::now_or_never(ws.text()) {
+                if read.is_err() {
+                    conn = None;
+                    break;
+                }
+            }
+        }
         if conn.is_none() {
             match connect(&target, source, &counters, &channel).await {
                 Ok(c) => conn = Some(c),

@@ -641,10 +641,15 @@ impl TransportSummary {
         }
         if let Some(p) = run.publisher.as_ref().filter(|p| p.failed > 0) {
             warnings.push(format!(
-                "the generator's publisher could not publish {} of {} events ({}): they are neither expected nor counted lost",
+                "the generator's publisher could not publish {} of {} events ({}): {}",
                 p.failed,
                 p.failed + p.published,
-                p.first_error.as_deref().unwrap_or("no reason given")
+                p.first_error.as_deref().unwrap_or("no reason given"),
+                if run.kind.server() == crate::scenario::ServerKind::Socketio {
+                    "it had numbered them, so the clients count them lost"
+                } else {
+                    "the server never numbered them, so they are neither expected nor lost"
+                }
             ));
         }
         if run.publish_from == crate::scenario::PublishFrom::Generator
