@@ -903,13 +903,30 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
         let _ = writeln!(out, "overrides: {}", flags.join(", "));
     }
     let names: Vec<&str> = s.transports.iter().map(|t| t.name()).collect();
+    let servers = match &s.target {
+        Some(t) => format!(
+            "each against the running {} server at {}",
+            t.kind.name(),
+            t.url
+        ),
+        None => format!(
+            "each against a fresh server process ({} worker thread(s) for pushbench's; generator: {} worker thread(s))",
+            s.server.threads, s.clients.workers
+        ),
+    };
     let _ = writeln!(
         out,
-        "transports: {} ({}), each against a fresh server process{}",
+        "transports: {} ({}), {servers}{}",
         names.join(", "),
         transports,
         if s.tls { ", over TLS" } else { "" }
     );
+    let from: Vec<String> = s
+        .transports
+        .iter()
+        .map(|t| format!("{t}: {}", s.publish_from(*t).name()))
+        .collect();
+    let _ = writeln!(out, "published from: {}", from.join(", "));
     let _ = writeln!(
         out,
         "clients: {} ({} of {} topics each), connecting over {}",
