@@ -487,11 +487,13 @@ impl Scenario {
             message: format!("cannot apply the overrides: {e}"),
         })?;
         Scenario::parse(path, &merged).map_err(|e| {
-            match overrides
-                .iter()
-                .rev()
-                .find(|o| e.field.as_deref() == Some(o.key.as_str()))
-            {
+            // The override that set the refused key, or a key inside an
+            // unknown section it made up (`--set publsh.rate=…`).
+            match overrides.iter().rev().find(|o| {
+                e.field
+                    .as_deref()
+                    .is_some_and(|f| f == o.key || o.key.starts_with(&format!("{f}.")))
+            }) {
                 // The override's own value was refused: name the flag.
                 Some(o) => ScenarioError {
                     file: PathBuf::from(&o.flag),
@@ -520,8 +522,26 @@ impl Scenario {
                 field,
                 message,
             };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| err(e.span(), None, e.message().to_string()))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let message = match (e.message(), e.span()) {
+                // toml says "duplicate key" without the key: name it, from
+                // the text where the repeat starts.
+                ("duplicate key", Some(span)) => {
+                    let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+                    let line = text[start..].lines().next().unwrap_or("").trim();
+                    if line.starts_with('[') {
+                        format!("the table {line} appears twice; merge them into one")
+                    } else {
+                        let key = line.split('=').next().unwrap_or(line).trim();
+                        format!(
+                            "duplicate key `{key}`: it is already set earlier in the same table; keep one"
+                        )
+                    }
+                }
+                (m, _) => m.to_string(),
+            };
+            err(e.span(), None, message)
+        })?;
         let raw: RawScenario = serde_path_to_error::deserialize(de).map_err(|e| {
             // Spanned<T> shows up as an inner field of serde's; not the user's.
             let field = e
@@ -1694,6 +1714,25 @@ drain = "2s"
 
     fn error(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_duplicate_key_or_table_is_named() {
+        let e = error(&GOOD.replace("count = 100\n", "count = 100\ncount = 7\n"));
+        assert!(e.contains(":5:1: duplicate key `count`"), "{e}");
+        let e = error(&format!("{GOOD}\n[phases]\n"));
+        assert!(e.contains("the table [phases] appears twice"), "{e}");
+    }
+
+    #[test]
+    fn an_override_inventing_a_section_is_reported_against_its_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let o = Override::parse_set("publsh.rate=5").unwrap();
+        let e = Scenario::load_with(&path, &[o]).unwrap_err().to_string();
+        assert!(e.starts_with("--set publsh.rate=5: "), "{e}");
+        assert!(e.contains("did you mean `publish`?"), "{e}");
     }
 
     #[test]
