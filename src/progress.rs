@@ -62,9 +62,12 @@ pub trait Progress: Send + Sync {
     fn done(&self, transport: TransportKind, note: &str);
 }
 
-/// The right progress for where output goes: bars on a terminal, else lines.
+/// The right progress for where output goes: bars on a terminal that can
+/// draw them, else lines (a `TERM=dumb` terminal gets lines: bars would
+/// stay hidden until the end).
 pub fn for_output(quiet: bool) -> Box<dyn Progress> {
-    if !quiet && std::io::stderr().is_terminal() {
+    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    if !quiet && !dumb && std::io::stderr().is_terminal() {
         Box::new(Bars::default())
     } else {
         Box::new(Lines)
@@ -110,15 +113,26 @@ impl Progress for Bars {
             bar.finish();
         }
         let bar = ProgressBar::new(length.as_millis().max(1) as u64);
+        // The phase's own length, not an estimate from the bar's speed; the
+        // drain ends early once every event is in.
+        let of = match phase {
+            Phase::Drain => "at most ",
+            _ => "",
+        };
+        let template = format!(
+            "{{prefix:>24}} [{{bar:28.cyan/blue}}] {{elapsed:>4}} of {of}{} {{msg}}",
+            humantime::format_duration(length)
+        );
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>24} [{bar:28.cyan/blue}] {elapsed:>4} of ~{duration:<4} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(&template)
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(format!("{transport} {}", phase.name()));
-        bar.set_message(note.trim_start_matches([';', ' ']).to_string());
+        // The drain's "at most" is in the template already.
+        if phase != Phase::Drain {
+            bar.set_message(note.trim_start_matches([';', ' ']).to_string());
+        }
         bar.enable_steady_tick(Duration::from_millis(250));
         *current = Some((bar, Instant::now()));
     }
