@@ -166,8 +166,9 @@ async fn start_socketio(scenario: &Scenario) -> anyhow::Result<ServerUnderTest> 
 /// The line `pushbench serve` prints once it accepts connections.
 pub const READY_PREFIX: &str = "pushbench server listening on ";
 
-/// Tries of a stats request whose connection failed (see `stats`).
-pub const STATS_ATTEMPTS: u32 = 3;
+/// Tries of a control request whose connection failed (see `stats` and
+/// `publish`).
+pub const CONTROL_ATTEMPTS: u32 = 3;
 
 /// The client for control requests, trusting exactly the server's
 /// certificate when it has one.
@@ -381,7 +382,7 @@ impl ServerUnderTest {
 
     /// The server's counters. A GET, so a request that failed on the way
     /// (its connection cut, as a proxy or a flaky link may) is tried again,
-    /// up to [`STATS_ATTEMPTS`] times: one lost control request must not
+    /// up to [`CONTROL_ATTEMPTS`] times: one lost control request must not
     /// end a run whose clients reconnected and carried on.
     pub async fn stats(&self) -> anyhow::Result<ServerStats> {
         let mut attempt = 1;
@@ -397,7 +398,7 @@ impl ServerUnderTest {
             match answer {
                 Ok(stats) => return Ok(stats),
                 Err(e)
-                    if attempt < STATS_ATTEMPTS
+                    if attempt < CONTROL_ATTEMPTS
                         && (e.is_connect() || e.is_request() || e.is_body() || e.is_decode()) =>
                 {
                     attempt += 1;
@@ -408,12 +409,27 @@ impl ServerUnderTest {
         }
     }
 
+    /// Starts the server's publisher. Tried again like `stats` when the
+    /// request's connection fails: the server answers a plan it already
+    /// accepted as accepted and starts nothing (see [`PublishPlan`]), so a
+    /// cut that lost only the answer cannot start a second publisher.
     pub async fn publish(&self, plan: &PublishPlan) -> anyhow::Result<()> {
-        let r = self
-            .control(reqwest::Method::POST, "/_pushbench/publish")
-            .json(plan)
-            .send()
-            .await?;
+        let mut attempt = 1;
+        let r = loop {
+            let sent = self
+                .control(reqwest::Method::POST, "/_pushbench/publish")
+                .json(plan)
+                .send()
+                .await;
+            match sent {
+                Ok(r) => break r,
+                Err(e) if attempt < CONTROL_ATTEMPTS && (e.is_connect() || e.is_request()) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if !r.status().is_success() {
             let status = r.status();
             bail!(

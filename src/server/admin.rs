@@ -20,7 +20,11 @@ use crate::hub::Topic;
 use crate::schedule::{Arrival, Schedule};
 
 /// What the publisher is asked to do. All times on the host's monotonic clock.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// A plan is identified by its content: the one accepted last, sent again
+/// (a retry after its connection was cut on the way back), is answered as
+/// accepted and starts nothing, so `run` can retry a publish request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PublishPlan {
     pub topics: Vec<String>,
     /// Events per second over all topics; each event picks a topic at random.
@@ -89,6 +93,8 @@ pub enum PublisherState {
 #[derive(Default)]
 pub(super) struct Publisher {
     state: Mutex<PublisherState>,
+    /// The plan accepted last, to answer its retry (see [`PublishPlan`]).
+    accepted: Mutex<Option<PublishPlan>>,
     max_lag_ns: AtomicU64,
 }
 
@@ -264,11 +270,16 @@ pub(super) async fn publish(
         }
     };
     {
+        let mut accepted = state.publisher.accepted.lock().expect("publisher lock");
+        if accepted.as_ref() == Some(&plan) {
+            return StatusCode::ACCEPTED.into_response();
+        }
         let mut s = state.publisher.state.lock().expect("publisher lock");
         if *s == PublisherState::Running {
             return (StatusCode::CONFLICT, "a publisher is already running\n").into_response();
         }
         *s = PublisherState::Running;
+        *accepted = Some(plan.clone());
     }
     let spawned = std::thread::Builder::new()
         .name("pushbench-publisher".into())
