@@ -67,6 +67,23 @@ struct ScenarioArgs {
     /// sets target.url. A Socket.IO server takes --set target.kind=socketio.
     #[arg(long, value_name = "URL")]
     target: Option<String>,
+    /// Run only shard K of N (K from 0, as a Kubernetes Indexed Job's
+    /// completion index): its clients and its topics' events, against the
+    /// --target every shard shares; sets clients.shards = N and
+    /// clients.shard = K. Join the shards' results with `pushbench merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<(String, String)>,
+}
+
+/// `K/N` of `--shard`, split; the numbers are checked like the scenario's
+/// `clients.shard` and `clients.shards`, naming the flag.
+fn parse_shard(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('/') {
+        Some((k, n)) if !k.is_empty() && !n.is_empty() => Ok((k.to_owned(), n.to_owned())),
+        _ => Err(format!(
+            "{arg:?}: expected K/N, shard K (counted from 0) of N, e.g. 0/4"
+        )),
+    }
 }
 
 impl ScenarioArgs {
@@ -85,10 +102,19 @@ impl ScenarioArgs {
             value: format!("{{ profile = {} }}", toml::Value::String(p.clone())),
             flag: format!("--network {p}"),
         });
+        let shard = self.shard.iter().flat_map(|(k, n)| {
+            let flag = format!("--shard {k}/{n}");
+            [("clients.shards", n), ("clients.shard", k)].map(|(key, value)| Override {
+                key: key.into(),
+                value: value.clone(),
+                flag: flag.clone(),
+            })
+        });
         shortcuts
             .into_iter()
             .filter_map(|(flag, key, v)| v.clone().map(|v| Override::shortcut(flag, key, v)))
             .chain(network)
+            .chain(shard)
             .chain(self.set.iter().cloned())
             .collect()
     }
@@ -280,6 +306,22 @@ enum Command {
         /// Every transport over TLS.
         #[arg(long)]
         tls: bool,
+    },
+    /// Join the results directories of one run's shards (`run --shard
+    /// K/N`, every K of N once) into one results directory and report on
+    /// it: counts summed, latency histograms added, per-event costs
+    /// recomputed. Exit 2 when the directories are not one run's shards
+    /// (other scenario, build or transports; a shard missing or twice).
+    Merge {
+        /// The shards' results directories.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// The merged results directory (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the merged summary.json on stdout; the table goes to stderr.
+        #[arg(long)]
+        json: bool,
     },
     /// Render the charts and reports of a results directory (or a sweep
     /// directory) from its saved data.
@@ -550,6 +592,24 @@ async fn dispatch(cli: Cli) -> u8 {
             quiet,
             tls,
         } => sweep(&scenario, vary, &results_dir, transports, quiet, tls).await,
+        Command::Merge { shards, out, json } => match report::shards::merge_shards(&shards, &out) {
+            Ok(summary) => {
+                let ending = if summary.complete {
+                    Ending::Complete
+                } else {
+                    Ending::Failed(summary.incomplete_reason.clone().unwrap_or_default())
+                };
+                finish(&summary, &out, ending, json)
+            }
+            Err(report::shards::MergeError::Refused(why)) => {
+                eprintln!("error: {why}");
+                exit::BAD_INPUT
+            }
+            Err(report::shards::MergeError::Failed(e)) => {
+                eprintln!("error: {e:#}");
+                exit::FAILED
+            }
+        },
         Command::Report { results_dir } if results_dir.join(crate::sweep::INDEX).is_file() => {
             match report::sweep::render(&results_dir) {
                 Ok(data) => {
@@ -943,6 +1003,21 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
         s.publish.payload_bytes,
         s.publish.rate * reach
     );
+    if s.clients.shards > 1 {
+        let n = s.clients.shards;
+        let here = match s.clients.shard {
+            Some(k) => format!(
+                "this process runs shard {k}: {} clients, publishing its topics' events (about {:.0} events/s); join the shards' results with pushbench merge",
+                s.clients.here(),
+                s.publish.rate / f64::from(n)
+            ),
+            None => "this process runs all of them".into(),
+        };
+        let _ = writeln!(
+            out,
+            "shards: {n} (client i and topic j in shard i mod {n} and j mod {n}; a client subscribes to its shard's topics); {here}"
+        );
+    }
     let _ = writeln!(
         out,
         "open files: about {} per process (this shell's limit: {soft} soft, {hard} hard)",

@@ -83,9 +83,12 @@ pub struct GeneratorPublisher {
 impl GeneratorPublisher {
     /// Starts publishing `plan` to the server at `target` from its own
     /// thread (its sleeps use the kernel's high-resolution timer, as the
-    /// server's publisher does).
+    /// server's publisher does). With `shard` = (K, N) it publishes only
+    /// the events of topics j with j mod N = K, following the whole plan's
+    /// schedule and topic picks, so N shards publish the plan between them.
     pub fn start(
         plan: PublishPlan,
+        shard: Option<(u32, u32)>,
         target: Target,
         source: IpAddr,
         channel: Channel,
@@ -103,8 +106,10 @@ impl GeneratorPublisher {
                     .expect("a current-thread runtime builds");
                 // A LocalSet: the HTTP/1.1 connection's task is spawned
                 // locally, as in the generator's workers.
-                let report = tokio::task::LocalSet::new()
-                    .block_on(&runtime, publish(plan, target, source, channel, stopped));
+                let report = tokio::task::LocalSet::new().block_on(
+                    &runtime,
+                    publish(plan, shard, target, source, channel, stopped),
+                );
                 finished.store(true, Ordering::Release);
                 report
             })?;
@@ -162,6 +167,7 @@ enum Open {
 
 async fn publish(
     plan: PublishPlan,
+    shard: Option<(u32, u32)>,
     target: Target,
     source: IpAddr,
     channel: Channel,
@@ -184,10 +190,13 @@ async fn publish(
         // Everything due now goes in one request.
         let now = clock::now_ns();
         while let Some(at) = next.filter(|at| *at < end && *at <= now) {
-            due.push(Due {
-                topic: pick.random_range(0..plan.topics.len()),
-                intended_ns: at,
-            });
+            let topic = pick.random_range(0..plan.topics.len());
+            if shard.is_none_or(|(k, n)| topic as u64 % u64::from(n) == u64::from(k)) {
+                due.push(Due {
+                    topic,
+                    intended_ns: at,
+                });
+            }
             next = schedule.next().map(|o| plan.start_ns + o);
         }
         if due.is_empty() {

@@ -266,9 +266,10 @@ async fn reference_step() -> u64 {
         .unwrap_or(0)
 }
 
-/// The clients of a scenario: when each connects, from where, to what.
-/// Seeded, so every transport gets exactly the same clients.
-/// Over an emulated link the clients' addresses are the link's.
+/// The clients of a scenario this process runs (all, or its shard's):
+/// when each connects, from where, to what. Seeded, so every transport
+/// gets exactly the same clients, and a shard exactly its share of the
+/// whole run's. Over an emulated link the clients' addresses are the link's.
 pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec> {
     let over_link = scenario.network.is_some();
     // A target elsewhere is reached from the address the route gives.
@@ -276,17 +277,22 @@ pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec>
     let n = scenario.clients.count as u64;
     let ramp = scenario.clients.connect_ramp.as_nanos() as u64;
     let mut rng = StdRng::seed_from_u64(scenario.seed);
+    let shards = scenario.clients.shards;
     (0..n)
         .map(|i| {
             let mut topics: Vec<String> = match scenario.clients.topic_choice {
-                TopicChoice::Random => rand::seq::index::sample(
-                    &mut rng,
-                    scenario.topics.count as usize,
-                    scenario.clients.topics_per_client as usize,
-                )
-                .into_iter()
-                .map(|t| scenario.topic_name(t as u32))
-                .collect(),
+                // From the topics of the client's shard: j = group + k * shards.
+                TopicChoice::Random => {
+                    let group = (i % u64::from(shards)) as u32;
+                    rand::seq::index::sample(
+                        &mut rng,
+                        (scenario.topics.count - group).div_ceil(shards) as usize,
+                        scenario.clients.topics_per_client as usize,
+                    )
+                    .into_iter()
+                    .map(|k| scenario.topic_name(group + k as u32 * shards))
+                    .collect()
+                }
                 TopicChoice::Own => vec![scenario.topic_name(i as u32)],
             };
             let echo_topic = scenario.echo.as_ref().map(|_| format!("echo.{i}"));
@@ -308,6 +314,9 @@ pub fn plan_clients(scenario: &Scenario, first_start_ns: u64) -> Vec<ClientSpec>
                 seed: scenario.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i,
             }
         })
+        .enumerate()
+        .filter(|(i, _)| scenario.clients.runs_here(*i as u64))
+        .map(|(_, spec)| spec)
         .collect()
 }
 
@@ -324,7 +333,7 @@ async fn run_transport(
         kind,
         started_at: SystemTime::now(),
         incomplete_reason: None,
-        clients_requested: scenario.clients.count,
+        clients_requested: scenario.clients.here(),
         clients_subscribed: 0,
         phases: PhaseEdges {
             base_ns: clock::now_ns(),
@@ -408,7 +417,7 @@ async fn run_transport(
                 ServerLaunch::Spawn { link, .. } => link.as_ref().map(|l| l.server_ns()),
                 ServerLaunch::Existing { .. } => None,
             };
-            let connections = u64::from(scenario.clients.count);
+            let connections = u64::from(scenario.clients.here());
             match crate::proxy::ProxyProcess::start(
                 p,
                 kind,
@@ -532,7 +541,7 @@ async fn run_transport(
     let ticker = tokio::spawn(report_live(
         control.clone(),
         merged.clone(),
-        scenario.clients.count as u64,
+        u64::from(scenario.clients.here()),
         progress.clone(),
     ));
     if run.incomplete_reason.is_none() {
@@ -779,10 +788,15 @@ async fn final_heads(
         return Ok((publisher.map(|p| p.heads.clone()).unwrap_or_default(), None));
     }
     let mut topics: Vec<String> = (0..scenario.topics.count)
+        .filter(|j| scenario.clients.publishes_here(*j as usize))
         .map(|i| scenario.topic_name(i))
         .collect();
     if scenario.echo.is_some() {
-        topics.extend((0..scenario.clients.count).map(|i| format!("echo.{i}")));
+        topics.extend(
+            (0..scenario.clients.count)
+                .filter(|i| scenario.clients.runs_here(u64::from(*i)))
+                .map(|i| format!("echo.{i}")),
+        );
     }
     let heads = server
         .heads_by_subscription(&topics, scenario.publish.encoding)
@@ -803,7 +817,7 @@ async fn drive_phases(
     progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering::{Acquire, Relaxed};
-    let clients = scenario.clients.count as u64;
+    let clients = u64::from(scenario.clients.here());
     let kind = run.kind;
 
     // Connect: wait for every subscription, or give up on stragglers.
@@ -883,8 +897,14 @@ async fn drive_phases(
                 .first()
                 .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.source);
             *publisher = Some(
-                GeneratorPublisher::start(plan, publish_target.clone(), source, channel)
-                    .map_err(|e| anyhow::anyhow!("cannot start the publisher thread: {e}"))?,
+                GeneratorPublisher::start(
+                    plan,
+                    scenario.clients.shard.map(|k| (k, scenario.clients.shards)),
+                    publish_target.clone(),
+                    source,
+                    channel,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot start the publisher thread: {e}"))?,
             );
         }
     }
@@ -975,4 +995,52 @@ async fn drive_phases(
     }
     run.phases.drain_end_ns = Some(clock::now_ns());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(shards: &str) -> Scenario {
+        Scenario::parse(
+            std::path::Path::new("t.toml"),
+            &format!(
+                "transports = [\"websocket\"]\n[clients]\ncount = 30\ntopics_per_client = 3\nconnect_ramp = \"1s\"\n{shards}\
+                 [topics]\ncount = 20\n[publish]\nrate = 10.0\npayload_bytes = 8\n\
+                 [phases]\nwarmup = \"1s\"\nmeasure = \"1s\"\ndrain = \"1s\"\n\
+                 [target]\nurl = \"http://127.0.0.1:1\"\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_shards_of_a_run_plan_exactly_its_clients_each_on_its_own_topics() {
+        let whole = plan_clients(&scenario("shards = 3\n"), 0);
+        assert_eq!(whole.len(), 30);
+        let mut joined: Vec<Option<&ClientSpec>> = vec![None; 30];
+        let shards: Vec<Vec<ClientSpec>> = (0..3)
+            .map(|k| plan_clients(&scenario(&format!("shards = 3\nshard = {k}\n")), 0))
+            .collect();
+        for (k, plan) in shards.iter().enumerate() {
+            assert_eq!(plan.len(), 10);
+            for spec in plan {
+                // The client's index, from its seed.
+                let i = (spec.seed ^ 1u64.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize;
+                assert_eq!(i % 3, k);
+                joined[i] = Some(spec);
+                for t in &spec.topics {
+                    let j: usize = t.trim_start_matches('T').parse::<usize>().unwrap() - 1;
+                    assert_eq!(j % 3, k, "client {i} has topic {t} of another shard");
+                }
+            }
+        }
+        for (i, spec) in whole.iter().enumerate() {
+            let s = joined[i].expect("every client is in a shard");
+            assert_eq!(
+                (&s.topics, s.start_ns, s.source),
+                (&spec.topics, spec.start_ns, spec.source)
+            );
+        }
+    }
 }

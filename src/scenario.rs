@@ -296,6 +296,45 @@ pub struct Clients {
     pub workers: u32,
     #[serde(default)]
     pub topic_choice: TopicChoice,
+    /// Groups the clients and topics are split into, so that the run can be
+    /// spread over generators on several machines: client i and topic j
+    /// belong to group i mod shards and j mod shards, and a client
+    /// subscribes only to its group's topics. Run whole (one process), or
+    /// one group per process with `run --shard K/N` and joined with
+    /// `pushbench merge`: the same workload either way.
+    #[serde(default = "one")]
+    pub shards: u32,
+    /// The one group this process runs (`run --shard K/N`): its clients,
+    /// and, as the generator publishes, only its topics' events, so every
+    /// latency is taken on this machine's clock. None: every group.
+    #[serde(default)]
+    pub shard: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Clients {
+    /// Whether client `i` runs in this process.
+    pub fn runs_here(&self, i: u64) -> bool {
+        self.shard
+            .is_none_or(|k| i % u64::from(self.shards) == u64::from(k))
+    }
+
+    /// Whether this process publishes the events of topic `j`.
+    pub fn publishes_here(&self, j: usize) -> bool {
+        self.shard
+            .is_none_or(|k| j as u64 % u64::from(self.shards) == u64::from(k))
+    }
+
+    /// The clients this process runs: all of them, or its shard's.
+    pub fn here(&self) -> u32 {
+        match self.shard {
+            None => self.count,
+            Some(k) => (self.count - k).div_ceil(self.shards),
+        }
+    }
 }
 
 /// How clients pick their topics.
@@ -450,7 +489,7 @@ impl Scenario {
         // nginx, when there is one, holds each client's socket and one to
         // the server for each, under the limit it inherits from run.
         let proxy = if self.proxy.is_some() { 2 } else { 1 };
-        self.clients.count as u64 * per_client * proxy + 256
+        u64::from(self.clients.here()) * per_client * proxy + 256
     }
 
     /// Topic name of index `i` (0-based).
@@ -679,7 +718,53 @@ impl Scenario {
             None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         };
 
+        let shards = match &c.shards {
+            Some(n) => {
+                v.range(n, "clients.shards", 1, 1000, "groups of clients and topics")?;
+                v.check(
+                    n.span(),
+                    "clients.shards",
+                    n.get_ref() <= c.count.get_ref(),
+                    &format!(
+                        "at most clients.count ({}): every shard has clients",
+                        c.count.get_ref()
+                    ),
+                )?;
+                *n.get_ref()
+            }
+            None => 1,
+        };
+        let shard = match &c.shard {
+            Some(k) => {
+                v.range(
+                    k,
+                    "clients.shard",
+                    0,
+                    u64::from(shards - 1),
+                    &format!("(the shards of clients.shards = {shards}, counted from 0)"),
+                )?;
+                v.check(
+                    k.span(),
+                    "clients.shard",
+                    target.is_some(),
+                    "only against a server every shard shares: give it with --target URL or [target] url",
+                )?;
+                Some(*k.get_ref())
+            }
+            None => None,
+        };
         let topic_choice = c.topic_choice.unwrap_or(TopicChoice::Random);
+        if topic_choice == TopicChoice::Random && shards > 1 {
+            v.check(
+                c.topics_per_client.span(),
+                "clients.topics_per_client",
+                *c.topics_per_client.get_ref() <= t.count.get_ref() / shards,
+                &format!(
+                    "at most topics.count / clients.shards ({}): a client subscribes only to its shard's topics",
+                    t.count.get_ref() / shards
+                ),
+            )?;
+        }
         if topic_choice == TopicChoice::Own {
             v.check(
                 c.topics_per_client.span(),
@@ -976,6 +1061,8 @@ impl Scenario {
                 source_addresses,
                 workers,
                 topic_choice,
+                shards,
+                shard,
             },
             topics: Topics {
                 count: t.count.into_inner(),
@@ -1597,6 +1684,8 @@ struct RawClients {
     source_addresses: Option<Spanned<u32>>,
     workers: Option<Spanned<u32>>,
     topic_choice: Option<TopicChoice>,
+    shards: Option<Spanned<u32>>,
+    shard: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -1733,6 +1822,57 @@ drain = "2s"
         let e = Scenario::load_with(&path, &[o]).unwrap_err().to_string();
         assert!(e.starts_with("--set publsh.rate=5: "), "{e}");
         assert!(e.contains("did you mean `publish`?"), "{e}");
+    }
+
+    #[test]
+    fn shards_split_clients_and_topics_and_a_shard_needs_a_shared_server() {
+        let sharded = |keys: &str| {
+            GOOD.replace(
+                "connect_ramp = \"1s\"\n",
+                &format!("connect_ramp = \"1s\"\n{keys}"),
+            )
+        };
+        let target = "[target]\nurl = \"http://127.0.0.1:8080\"\n";
+        let s = parse(&format!("{}{target}", sharded("shards = 3\nshard = 2\n"))).unwrap();
+        // Clients 2, 5, …, 98 of 0..100.
+        assert_eq!(
+            (s.clients.shards, s.clients.shard, s.clients.here()),
+            (3, Some(2), 33)
+        );
+        assert!(s.clients.runs_here(5) && !s.clients.runs_here(4));
+        assert!(s.clients.publishes_here(8) && !s.clients.publishes_here(9));
+        let whole = parse(&sharded("shards = 3\n")).unwrap();
+        assert_eq!(whole.clients.here(), 100);
+        assert!(whole.clients.runs_here(4) && whole.clients.publishes_here(9));
+        for (keys, says) in [
+            (
+                "shards = 3\nshard = 3\n",
+                "clients.shard: out of range: allowed 0 to 2",
+            ),
+            (
+                "shards = 101\n",
+                "clients.shards: out of range: allowed at most clients.count (100)",
+            ),
+            // 10 topics in 4 shards: 2 each, fewer than 3 per client.
+            (
+                "shards = 4\n",
+                "allowed at most topics.count / clients.shards (2)",
+            ),
+            (
+                "shards = 0\n",
+                "clients.shards: out of range: allowed 1 to 1000",
+            ),
+        ] {
+            let e = error(&format!("{}{target}", sharded(keys)));
+            assert!(e.contains(says), "{keys}: {e}");
+        }
+        let e = error(&sharded("shards = 2\nshard = 0\n"));
+        assert!(
+            e.contains(
+                "clients.shard: out of range: allowed only against a server every shard shares"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -236,15 +236,23 @@ pub fn tls_target(resolved: &Resolved) -> anyhow::Result<Option<TlsTarget>> {
 
 /// The load a run puts on a target, said before it starts.
 pub fn load_line(scenario: &Scenario, target: &TargetServer, addr: SocketAddr) -> String {
-    let deliveries = scenario.publish.rate * scenario.clients.topics_per_client as f64
-        / scenario.topics.count as f64
-        * scenario.clients.count as f64;
+    let c = &scenario.clients;
+    // A shard publishes its topics' events only.
+    let share = if c.shard.is_some() {
+        f64::from(c.shards)
+    } else {
+        1.0
+    };
+    // Every topic gets rate / topics events/s, sharded or not.
+    let deliveries = scenario.publish.rate * f64::from(c.topics_per_client)
+        / f64::from(scenario.topics.count)
+        * f64::from(c.here());
     format!(
-        "target {} ({addr}, {}): per transport {} clients (one connection each, fewer over HTTP/2), {} events/s published from this machine, about {deliveries:.0} deliveries/s, for {} of {}",
+        "target {} ({addr}, {}): per transport {} clients (one connection each, fewer over HTTP/2), {:.0} events/s published from this machine, about {deliveries:.0} deliveries/s, for {} of {}",
         target.url,
         target.kind.name(),
-        scenario.clients.count,
-        scenario.publish.rate,
+        c.here(),
+        scenario.publish.rate / share,
         humantime::format_duration(
             scenario.phases.warmup + scenario.phases.measure + scenario.phases.drain
         ),

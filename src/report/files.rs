@@ -122,9 +122,11 @@ pub struct WindowHistograms {
     pub latency: Histogram<u64>,
     pub latency_from_publish: Histogram<u64>,
     pub connect: Histogram<u64>,
+    /// Echo round trips, when the scenario has `[echo]`.
+    pub echo: Option<Histogram<u64>>,
 }
 
-const KINDS: [&str; 3] = ["latency", "latency_from_publish", "connect"];
+const KINDS: [&str; 4] = ["latency", "latency_from_publish", "connect", "echo"];
 
 /// histograms.hlog: per transport, the histograms summary.json's
 /// percentiles come from, tagged `<transport>.<figure>`, in one standard
@@ -161,10 +163,17 @@ impl Reporter for WindowHistogramLog {
             let end = p.drain_end_ns.or(p.measure_end_ns).or(p.connected_ns);
             let whole = (offset, since_base(end).saturating_sub(offset));
             let r = &run.report;
+            let echo = results.summary.scenario.echo.is_some();
             for ((tag, h), (start, length)) in tags
                 .iter()
-                .zip([&r.latency, &r.latency_published, &r.connect])
-                .zip([measured, measured, whole])
+                .zip([
+                    &r.latency,
+                    &r.latency_published,
+                    &r.connect,
+                    &r.echo_latency,
+                ])
+                .zip([measured, measured, whole, measured])
+                .take(if echo { 4 } else { 3 })
             {
                 entries.push((start, length, Some(tag.as_str()), h));
             }
@@ -227,6 +236,7 @@ pub fn read_window_histograms(
                     latency,
                     latency_from_publish,
                     connect,
+                    echo: found.remove(&(t, 3)),
                 },
             );
         }

@@ -20,16 +20,16 @@ use super::summary::{Summary, interval_log_name};
 
 /// One histogram of a V2 interval log, with its times relative to the
 /// log's start.
-struct Entry {
-    start: Duration,
-    length: Duration,
-    tag: Option<String>,
-    histogram: Histogram<u64>,
+pub(super) struct Entry {
+    pub start: Duration,
+    pub length: Duration,
+    pub tag: Option<String>,
+    pub histogram: Histogram<u64>,
 }
 
 /// Reads a V2 interval log: its start time (seconds since the epoch) and
 /// its histograms.
-fn read_log(path: &Path) -> anyhow::Result<(Duration, Vec<Entry>)> {
+pub(super) fn read_log(path: &Path) -> anyhow::Result<(Duration, Vec<Entry>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut start = None;
     let mut entries = Vec::new();

@@ -14,6 +14,7 @@ mod markdown;
 pub mod merge;
 pub mod repeat;
 pub mod saved;
+pub mod shards;
 pub mod summary;
 pub mod sweep;
 mod table;

@@ -17,8 +17,8 @@ use crate::runner::{Ending, RunOutcome, TransportRun};
 use crate::scenario::{Scenario, TransportKind};
 
 /// Bumped on any change a reader of summary.json would notice.
-pub const SCHEMA_VERSION: u32 = 3;
-/// The oldest version this pushbench still reads: versions 2 and 3 only
+pub const SCHEMA_VERSION: u32 = 4;
+/// The oldest version this pushbench still reads: versions 2 to 4 only
 /// made `delivery.expected` and `delivery.lost` nullable, added fields
 /// with defaults and added transports, so older summaries read as new ones.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -42,6 +42,23 @@ pub struct Summary {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub transports: Vec<TransportSummary>,
+    /// The shards `pushbench merge` joined into this summary, in shard
+    /// order (empty for a run of one process): when, where and how each ran.
+    #[serde(default)]
+    pub shards: Vec<ShardOrigin>,
+}
+
+/// One shard of a merged run (`run --shard K/N`).
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShardOrigin {
+    /// K of `--shard K/N`.
+    pub shard: u32,
+    /// The shard's results directory as given to `pushbench merge`.
+    pub directory: String,
+    pub started_at_utc: String,
+    pub complete: bool,
+    /// The machine the shard's generator ran on.
+    pub environment: Environment,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -515,7 +532,11 @@ fn per_event(value: f64, events: u64) -> Option<f64> {
 }
 
 /// Client messages the server counted during this transport's run.
-fn received_by_server(run: &TransportRun) -> Option<u64> {
+/// Unknown for a shard: the server counts every shard's messages.
+fn received_by_server(run: &TransportRun, scenario: &Scenario) -> Option<u64> {
+    if scenario.clients.shard.is_some() {
+        return None;
+    }
     run.server_stats.as_ref().map(|s| {
         s.client_messages
             .saturating_sub(run.server_client_messages_before)
@@ -631,7 +652,7 @@ impl TransportSummary {
             );
         }
         let sends = scenario.messages.is_some() || scenario.echo.is_some();
-        if let Some(received) = received_by_server(run).filter(|_| sends)
+        if let Some(received) = received_by_server(run, scenario).filter(|_| sends)
             && received != run.report.sent
         {
             warnings.push(format!(
@@ -715,7 +736,7 @@ impl TransportSummary {
                 ClientMessageFigures {
                     sent: run.report.sent,
                     failed: run.report.send_failed,
-                    received_by_server: received_by_server(run),
+                    received_by_server: received_by_server(run, scenario),
                 }
             }),
             delivery: Delivery::of(&run.report.delivery, run.heads_known),
@@ -813,6 +834,7 @@ impl Summary {
                 ))
                 .collect(),
             transports: Vec::new(),
+            shards: Vec::new(),
         }
     }
 

@@ -13,6 +13,8 @@
 //! - `proxy`: every transport through a real nginx, and nginx's
 //!   read timeout cutting held polls (CI installs nginx).
 //! - `schema`: docs/summary.schema.json matches the code.
+//! - `shards`: `run --shard K/N` against one server and `pushbench merge`
+//!   give the counts of the same workload run in one process.
 //! - `target`: publishing from the generator, `run --target`, `check`, and
 //!   a real Socket.IO server (CI installs Node.js and its packages).
 
@@ -23,6 +25,7 @@ mod protocol;
 mod proxy;
 mod reports;
 mod schema;
+mod shards;
 mod target;
 mod util;
 mod workload;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::util::{parse, start_server, tiny_scenario};
 
-fn pushbench() -> Command {
+pub(crate) fn pushbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pushbench"))
 }
 
@@ -77,7 +77,7 @@ async fn publishing_from_the_generator_delivers_every_event_once_with_a_latency_
 }
 
 /// `pushbench serve` on port 0, and the URL it listens on.
-fn serve() -> (std::process::Child, String) {
+pub(crate) fn serve() -> (std::process::Child, String) {
     serve_with(&[])
 }
 
@@ -108,7 +108,7 @@ fn serve_with(extra: &[&str]) -> (std::process::Child, String) {
     (child, url)
 }
 
-fn summary_of(args: &[&str], scenario: &str) -> (i32, serde_json::Value, String) {
+pub(crate) fn summary_of(args: &[&str], scenario: &str) -> (i32, serde_json::Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.toml");
     std::fs::write(&path, scenario).unwrap();

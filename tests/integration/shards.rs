@@ -1,0 +1,182 @@
+//! Sharded runs: `run --shard K/N` against one running server, each shard a
+//! process of its own as on machines of their own, joined by `pushbench
+//! merge`, give exactly the counts of the same workload in one process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use crate::target::{pushbench, serve, summary_of};
+use crate::util::tiny_scenario;
+
+/// The one results directory a run wrote under `root`.
+fn results_in(root: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("summary.json").is_file())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+fn merge(args: &[&Path], out: &Path) -> Output {
+    pushbench()
+        .arg("merge")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn shards_merged_give_the_counts_of_one_process_running_them_all() {
+    let text = tiny_scenario("\"websocket\", \"long_polling\"", "json");
+    let (mut server, url) = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.toml");
+    std::fs::write(&path, &text).unwrap();
+
+    // The whole workload in one process.
+    let (code, whole, err) = summary_of(&["--target", &url, "--set", "clients.shards=2"], &text);
+    assert_eq!(code, 0, "{err}");
+
+    // Both shards at once, as an Indexed Job's pods run.
+    let shard = |k: u32| {
+        pushbench()
+            .arg("run")
+            .arg(&path)
+            .args(["--quiet", "--target", &url, "--shard"])
+            .arg(format!("{k}/2"))
+            .arg("--results-dir")
+            .arg(dir.path().join(format!("shard-{k}")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let running = [shard(0), shard(1)];
+    for child in running {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let _ = server.kill();
+    let s0 = results_in(&dir.path().join("shard-0"));
+    let s1 = results_in(&dir.path().join("shard-1"));
+    let out = dir.path().join("merged");
+    let merged = merge(&[&s1, &s0], &out);
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+
+    let shard_summary = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (shard_summary(&s0), shard_summary(&s1));
+    assert_eq!(a["scenario"]["clients"]["shard"], 0);
+    assert_eq!(b["scenario"]["clients"]["shard"], 1);
+    assert!(merged["scenario"]["clients"]["shard"].is_null(), "{merged}");
+    assert_eq!(merged["scenario"]["clients"]["shards"], 2);
+    assert_eq!(merged["shards"].as_array().map(Vec::len), Some(2));
+    assert_eq!(merged["shards"][0]["shard"], 0);
+    for (i, t) in whole["transports"].as_array().unwrap().iter().enumerate() {
+        let m = &merged["transports"][i];
+        let name = &t["transport"];
+        assert_eq!(m["transport"], *name);
+        // 40 clients split 20/20; the same seeded clients and events.
+        assert_eq!(a["transports"][i]["clients"]["requested"], 20, "{name}");
+        assert_eq!(m["clients"]["requested"], 40, "{name}");
+        assert_eq!(m["clients"]["subscribed"], 40, "{name}");
+        assert!(t["delivery"]["expected"].as_u64() > Some(0), "{name}");
+        assert_eq!(
+            m["delivery"]["expected"], t["delivery"]["expected"],
+            "{name}"
+        );
+        assert_eq!(
+            m["delivery"]["delivered"], t["delivery"]["delivered"],
+            "{name}"
+        );
+        assert_eq!(m["delivery"]["lost"], 0, "{name}");
+        // Each shard published only its own topics' events.
+        let published = |s: &serde_json::Value| {
+            s["transports"][i]["publisher"]["published"]
+                .as_u64()
+                .unwrap()
+        };
+        assert!(published(&a) > 0 && published(&b) > 0, "{name}");
+        assert_eq!(published(&a) + published(&b), published(&whole), "{name}");
+        assert_eq!(
+            m["publisher"]["published"].as_u64(),
+            Some(published(&whole))
+        );
+        // Latency samples of both shards, added.
+        let count =
+            |s: &serde_json::Value| s["transports"][i]["latency_us"]["count"].as_u64().unwrap();
+        assert_eq!(count(&merged), count(&a) + count(&b), "{name}");
+        let bytes =
+            |s: &serde_json::Value| s["transports"][i]["cost"]["bytes_down"].as_u64().unwrap();
+        assert_eq!(bytes(&merged), bytes(&a) + bytes(&b), "{name}");
+        // Not known for the whole run: each shard saw the server alone.
+        assert!(m["processes"]["server_cpu_s"].is_null(), "{name}");
+    }
+    assert!(out.join("report.html").is_file());
+
+    // Not one run's shards: refused, nothing written.
+    let again = merge(&[&s0, &s0], &dir.path().join("twice"));
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("shard 0 is given twice"),
+        "{}",
+        stderr(&again)
+    );
+    let one = merge(&[&s1], &dir.path().join("one"));
+    assert_eq!(one.status.code(), Some(2));
+    assert!(
+        stderr(&one).contains("shard(s) 0 of 2 missing"),
+        "{}",
+        stderr(&one)
+    );
+    let onto = merge(&[&s0, &s1], &out);
+    assert_eq!(onto.status.code(), Some(2));
+    assert!(
+        stderr(&onto).contains("holds results already"),
+        "{}",
+        stderr(&onto)
+    );
+    assert!(!dir.path().join("twice").exists() && !dir.path().join("one").exists());
+}
+
+#[test]
+fn a_shard_is_refused_before_anything_starts_when_it_cannot_be_one() {
+    let text = tiny_scenario("\"websocket\"", "json");
+    let url = "http://127.0.0.1:9";
+    for (args, says) in [
+        (
+            vec!["--shard", "2/2", "--target", url],
+            "--shard 2/2: clients.shard: out of range: allowed 0 to 1",
+        ),
+        (
+            vec!["--shard", "0/2"],
+            "only against a server every shard shares",
+        ),
+        (vec!["--shard", "1"], "expected K/N"),
+        (
+            vec!["--shard", "0/41", "--target", url],
+            "clients.shards: out of range: allowed at most clients.count (40)",
+        ),
+        (
+            vec!["--shard", "0/4", "--target", url],
+            "allowed at most topics.count / clients.shards (2)",
+        ),
+    ] {
+        let (code, _, err) = summary_of(&args, &text);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
