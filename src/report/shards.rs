@@ -557,3 +557,89 @@ fn write_histograms(shards: &[Shard], out: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(index: u32, edit: impl Fn(&mut Summary)) -> Shard {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference/summary.json");
+        let mut summary = saved::load_summary(&path).unwrap();
+        summary.scenario.clients.shards = 2;
+        summary.scenario.clients.shard = Some(index);
+        edit(&mut summary);
+        Shard {
+            dir: PathBuf::from(format!("shard-{index}")),
+            index,
+            summary,
+        }
+    }
+
+    #[test]
+    fn shards_of_one_run_are_told_from_others_naming_what_differs() {
+        // What each machine resolves for itself may differ.
+        let mut ok = [
+            shard(1, |s| s.scenario.clients.workers = 8),
+            shard(0, |_| {}),
+        ];
+        assert_eq!(check_one_run(&mut ok), Ok(()));
+        assert_eq!(ok[0].index, 0, "sorted by shard");
+        let e = check_one_run(&mut [
+            shard(0, |_| {}),
+            shard(1, |s| s.scenario.publish.rate *= 2.0),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("shard-1: another scenario than shard-0's (scenario.publish.rate differs)"),
+            "{e}"
+        );
+        let e = check_one_run(&mut [
+            shard(0, |_| {}),
+            shard(1, |s| s.pushbench.git_revision = "other".into()),
+        ])
+        .unwrap_err();
+        assert!(e.contains("one build"), "{e}");
+        let e = check_one_run(&mut [
+            shard(0, |_| {}),
+            shard(1, |s| {
+                s.transports.pop();
+            }),
+        ])
+        .unwrap_err();
+        assert!(e.contains("the same transports"), "{e}");
+        let e = check_one_run(&mut [shard(1, |_| {})]).unwrap_err();
+        assert!(e.contains("shard(s) 0 of 2 missing"), "{e}");
+    }
+
+    #[test]
+    fn counts_add_up_and_what_cannot_be_merged_is_unknown() {
+        let a = shard(0, |_| {});
+        let b = shard(1, |_| {});
+        let (ta, tb) = (&a.summary.transports[0], &b.summary.transports[0]);
+        let h = WindowHistograms {
+            latency: Histogram::new(3).unwrap(),
+            latency_from_publish: Histogram::new(3).unwrap(),
+            connect: Histogram::new(3).unwrap(),
+            echo: None,
+        };
+        let m = merge_transport(&[ta, tb], &h);
+        assert_eq!(m.delivery.delivered, 2 * ta.delivery.delivered);
+        assert_eq!(m.delivery.expected, ta.delivery.expected.map(|e| 2 * e));
+        assert_eq!(m.cost.bytes_down, 2 * ta.cost.bytes_down);
+        // Per event: the same as each shard's, from the sums.
+        let per = |v: Option<f64>| v.map(|v| (v * 1000.0).round());
+        assert_eq!(
+            per(m.cost.bytes_down_per_event),
+            per(ta.cost.bytes_down_per_event)
+        );
+        assert_eq!(m.clients.requested, 2 * ta.clients.requested);
+        assert!(m.processes.server_cpu_s.is_none() && m.cost.server_cpu_us_per_event.is_none());
+        if ta.processes.server_cpu_s.is_some() {
+            assert!(
+                m.warnings
+                    .iter()
+                    .any(|w| w.contains("server CPU is unknown"))
+            );
+        }
+    }
+}
