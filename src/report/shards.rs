@@ -104,6 +104,12 @@ pub fn merge_shards(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError>
         "merged from {} shards: counts are summed and latency histograms added; the server's CPU and memory and the machine's load are not merged (each shard measured them over its own window), see each shard's directory",
         shards.len()
     ));
+    merged.warnings.extend(skew_warning(
+        &shards
+            .iter()
+            .map(|s| s.summary.started_at_utc.as_str())
+            .collect::<Vec<_>>(),
+    ));
     merged.shards = shards
         .iter()
         .map(|s| ShardOrigin {
@@ -226,6 +232,31 @@ fn check_one_run(shards: &mut [Shard]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Shards that did not start together did not run side by side: their
+/// rates were not summed over one window, and the timeline adds seconds
+/// of different times. Start times are whole seconds, so a spread of up
+/// to 1 s is taken as together.
+fn skew_warning(started_at_utc: &[&str]) -> Option<String> {
+    let times: Vec<std::time::SystemTime> = started_at_utc
+        .iter()
+        .filter_map(|t| humantime::parse_rfc3339(t).ok())
+        .collect();
+    if times.len() < started_at_utc.len() {
+        return Some(
+            "a shard's start time cannot be read, so whether the shards ran side by side is unknown"
+                .into(),
+        );
+    }
+    let (first, last) = (times.iter().min()?, times.iter().max()?);
+    let spread = last.duration_since(*first).unwrap_or_default();
+    (spread > Duration::from_secs(1)).then(|| {
+        format!(
+            "the shards started up to {} s apart: delivered_per_s adds rates of windows that did not coincide, and the timeline adds seconds counted from each shard's own start; start them together",
+            spread.as_secs()
+        )
+    })
 }
 
 fn names(t: &[TransportKind]) -> String {
@@ -609,6 +640,18 @@ mod tests {
         assert!(e.contains("the same transports"), "{e}");
         let e = check_one_run(&mut [shard(1, |_| {})]).unwrap_err();
         assert!(e.contains("shard(s) 0 of 2 missing"), "{e}");
+    }
+
+    #[test]
+    fn shards_that_did_not_start_together_are_said_to() {
+        assert_eq!(
+            skew_warning(&["2026-11-22T10:00:00Z", "2026-11-22T10:00:01Z"]),
+            None
+        );
+        let w = skew_warning(&["2026-11-22T10:00:00Z", "2026-11-22T10:00:07Z"]).unwrap();
+        assert!(w.contains("started up to 7 s apart"), "{w}");
+        let w = skew_warning(&["2026-11-22T10:00:00Z", "soon"]).unwrap();
+        assert!(w.contains("unknown"), "{w}");
     }
 
     #[test]
