@@ -182,6 +182,16 @@ enum Command {
         /// pid of the run that built it.
         #[arg(long, hide = true, value_parser = crate::network::link::LinkName::parse)]
         link: Option<crate::network::link::LinkName>,
+        /// Follow the run in a browser: serve a live page (phase, clients,
+        /// events/s, latency p50/p99 per second, errors per transport, then
+        /// the final figures) at ADDR, loopback 127.0.0.1:5665 when none is
+        /// given; port 0 picks a free one. The URL is printed at the start.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+        dashboard: Option<SocketAddr>,
+        /// Internal: this part writes its progress as JSON lines on stdout
+        /// for the run that started it, which serves the dashboard.
+        #[arg(long, hide = true)]
+        progress_lines: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -436,6 +446,8 @@ async fn dispatch(cli: Cli) -> u8 {
             repeat,
             part,
             link,
+            dashboard,
+            progress_lines,
             target,
         } => {
             let how = RunHow {
@@ -446,6 +458,8 @@ async fn dispatch(cli: Cli) -> u8 {
                 link,
                 dry_run,
                 json,
+                dashboard,
+                progress_lines,
                 target,
             };
             run(&scenario, &results_dir, transports, how).await
@@ -1430,6 +1444,10 @@ struct RunHow {
     part: bool,
     /// `--link`: the emulated link a part runs over.
     link: Option<crate::network::link::LinkName>,
+    /// `--dashboard`: where the live page is served.
+    dashboard: Option<SocketAddr>,
+    /// `--progress-lines`: a part's progress as JSON lines on stdout.
+    progress_lines: bool,
     target: TargetArgs,
 }
 
@@ -1447,6 +1465,8 @@ async fn run(
         dry_run,
         json,
         link,
+        dashboard,
+        progress_lines,
         target: target_args,
     } = how;
     let path = args.scenario.as_path();
@@ -1545,6 +1565,27 @@ async fn run(
             return exit::FAILED;
         }
     };
+    // The page's address is had before anything starts, like the results
+    // directory: a run should not find out at its end that no one saw it.
+    let board = match dashboard {
+        Some(addr) if !part => match crate::dashboard::Dashboard::start(addr).await {
+            Ok(board) => {
+                if !addr.ip().is_loopback() {
+                    eprintln!(
+                        "warning: --dashboard {addr}: the live page is reachable from the network, without a password"
+                    );
+                }
+                Some(board)
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: --dashboard {addr}: cannot listen there: {e}; give another address, or port 0 for any free one"
+                );
+                return exit::BAD_INPUT;
+            }
+        },
+        _ => None,
+    };
     // Listening before the link is built: an interrupt while it is being
     // built must still reach the code that removes it.
     let interrupt = on_interrupt();
@@ -1591,6 +1632,21 @@ async fn run(
     if !part {
         eprintln!("{}", start_banner(&scenario, results_dir));
     }
+    if let Some(board) = &board {
+        eprintln!("dashboard: {}", board.url());
+        board.push(&crate::dashboard::Update::Started {
+            scenario: scenario.name.clone(),
+            transports: scenario
+                .transports
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect(),
+            repeat,
+            clients: scenario.clients.count,
+            expected_s: expected_duration(&scenario).as_secs_f64(),
+            results_dir: results_dir.display().to_string(),
+        });
+    }
     // Over a link every transport is a part: the generator must run inside
     // the link's client namespace, and this process is not.
     if !part && (scenario.transports.len() > 1 || repeat > 1 || link_name.is_some()) {
@@ -1605,12 +1661,23 @@ async fn run(
             quiet,
             tls,
             repeat,
+            board: board.as_ref(),
         };
         return run_in_parts(parts, results_dir, &interrupt, concurrent).await;
     }
     let environment = crate::environment::environment();
-    let progress: std::sync::Arc<dyn crate::progress::Progress> =
-        crate::progress::for_output(quiet).into();
+    let terminal = crate::progress::for_output(quiet);
+    let progress: std::sync::Arc<dyn crate::progress::Progress> = match &board {
+        Some(board) => std::sync::Arc::new(crate::dashboard::Tee::new(
+            terminal,
+            crate::dashboard::Sink::Board(board.clone()),
+        )),
+        None if progress_lines => std::sync::Arc::new(crate::dashboard::Tee::new(
+            terminal,
+            crate::dashboard::Sink::Lines,
+        )),
+        None => terminal.into(),
+    };
     let launch = target_launch.unwrap_or(ServerLaunch::Spawn {
         exe,
         link: link.clone(),
@@ -1633,7 +1700,22 @@ async fn run(
     if part {
         return ending_code(outcome.ending);
     }
-    finish(&summary, &dir, outcome.ending, json)
+    let code = finish(&summary, &dir, outcome.ending, json);
+    tell_board(board.as_deref(), &dir, &[&summary]).await;
+    code
+}
+
+/// The final figures to the live page, if there is one, once every page
+/// open has been sent them (at most 2 s).
+async fn tell_board(
+    board: Option<&crate::dashboard::Dashboard>,
+    dir: &Path,
+    summaries: &[&Summary],
+) {
+    if let Some(board) = board {
+        let update = crate::dashboard::Update::finished(dir, summaries);
+        board.finish(&update, Duration::from_secs(2)).await;
+    }
 }
 
 fn ending_code(ending: Ending) -> u8 {
@@ -1701,6 +1783,8 @@ struct Parts<'a> {
     link: Option<&'a crate::network::link::LinkName>,
     /// How to reach a `--target`, passed on to every part.
     target: &'a TargetArgs,
+    /// The live page the parts' progress goes to.
+    board: Option<&'a std::sync::Arc<crate::dashboard::Dashboard>>,
 }
 
 /// Runs each transport in a generator process of its own (`run --part`),
@@ -1775,7 +1859,11 @@ async fn run_in_parts(
     let _ = std::fs::remove_dir_all(&parts_root);
     if p.repeat == 1 {
         return match done.pop() {
-            Some((dir, summary)) => finish(&summary, &dir, ending, p.json),
+            Some((dir, summary)) => {
+                let code = finish(&summary, &dir, ending, p.json);
+                tell_board(p.board.map(|b| &**b), &dir, &[&summary]).await;
+                code
+            }
             None => ending_code(ending),
         };
     }
@@ -1828,7 +1916,10 @@ async fn run_in_parts(
     if let Ending::Failed(reason) = &ending {
         eprintln!("error: the run stopped early: {reason}");
     }
-    thresholds_code(&summaries.iter().collect::<Vec<_>>(), ending_code(ending))
+    let all: Vec<&Summary> = summaries.iter().collect();
+    let code = thresholds_code(&all, ending_code(ending));
+    tell_board(p.board.map(|b| &**b), &dir, &all).await;
+    code
 }
 
 /// One pass over the scenario's transports, each in its own generator
@@ -1862,6 +1953,10 @@ async fn run_parts_once(
             )
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
+        if p.board.is_some() {
+            cmd.arg("--progress-lines")
+                .stdout(std::process::Stdio::piped());
+        }
         if p.quiet {
             cmd.arg("--quiet");
         }
@@ -1883,7 +1978,16 @@ async fn run_parts_once(
         // an interrupt sent to this process alone is passed on. Either way
         // the part stops, writes what it measured, and this waits for it.
         let status = match cmd.spawn() {
-            Ok(mut child) => wait_passing_interrupt(&mut child, interrupt).await,
+            Ok(mut child) => {
+                let lines = forward_progress_lines(&mut child, p.board);
+                let status = wait_passing_interrupt(&mut child, interrupt).await;
+                // Every line of this part reaches the page before the next
+                // part's or the run's final figures.
+                if let Some(lines) = lines {
+                    let _ = lines.await;
+                }
+                status
+            }
             Err(e) => Err(e),
         };
         let written = std::fs::read_dir(&out)
@@ -1906,4 +2010,21 @@ async fn run_parts_once(
         }
     }
     (parts, Ending::Complete)
+}
+
+/// Reads a part's progress lines (`--progress-lines`) into the live page
+/// until the part closes its stdout.
+fn forward_progress_lines(
+    child: &mut tokio::process::Child,
+    board: Option<&std::sync::Arc<crate::dashboard::Dashboard>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::io::AsyncBufReadExt as _;
+    let stdout = child.stdout.take()?;
+    let board = board?.clone();
+    Some(tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            board.push_line(&line);
+        }
+    }))
 }

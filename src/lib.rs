@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod codec;
 pub mod compare;
+pub mod dashboard;
 pub mod environment;
 pub mod hub;
 pub mod load;

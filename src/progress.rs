@@ -18,7 +18,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Phase::Connect => "connect",
             Phase::Warmup => "warm-up",
@@ -33,9 +33,14 @@ impl Phase {
 pub struct Live {
     pub clients: u64,
     pub connected: u64,
-    /// Events delivered in the last complete second.
+    /// The second (counted from the transport's start) the figures below
+    /// are of: the last one every worker has reported.
+    pub second: Option<u64>,
+    /// Events delivered in that second.
     pub delivered_per_s: Option<u64>,
-    /// Latency p99 of the last complete second, µs.
+    /// Latency p50 of that second, µs.
+    pub p50_us: Option<u64>,
+    /// Latency p99 of that second, µs.
     pub p99_us: Option<u64>,
     pub errors: u64,
 }

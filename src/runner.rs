@@ -748,9 +748,12 @@ async fn report_live(
             let m = merged.lock().expect("interval lock");
             live.errors = m.values().map(|i| i.errors).sum();
             // Two seconds back: every worker has reported it by now.
-            if let Some(i) = second.checked_sub(2).and_then(|k| m.get(&k)) {
+            if let Some((k, i)) = second.checked_sub(2).and_then(|k| Some((k, m.get(&k)?))) {
+                live.second = Some(k);
                 live.delivered_per_s = Some(i.delivered);
-                live.p99_us = (!i.latency.is_empty()).then(|| i.latency.value_at_quantile(0.99));
+                let at = |q| (!i.latency.is_empty()).then(|| i.latency.value_at_quantile(q));
+                live.p50_us = at(0.5);
+                live.p99_us = at(0.99);
             }
         }
         progress.live(&live);

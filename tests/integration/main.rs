@@ -6,6 +6,8 @@
 //!   the server keeps serving everyone else.
 //! - `cli`: the binary itself: bad scenarios exit 2 with a useful message,
 //!   a tiny run writes complete results.
+//! - `dashboard`: `run --dashboard`'s live feed followed to its end, and
+//!   an address in use refused before anything starts.
 //! - `reports`: charts, report.html and report.md from a saved results
 //!   directory, and `pushbench report` on broken ones.
 //! - `network`: runs over an emulated link between two network
@@ -19,6 +21,7 @@
 //!   a real Socket.IO server (CI installs Node.js and its packages).
 
 mod cli;
+mod dashboard;
 mod hostile;
 mod network;
 mod protocol;
