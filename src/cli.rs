@@ -143,9 +143,18 @@ struct TargetArgs {
     yes: bool,
 }
 
+/// The end of `run --help`: what a newcomer looks for next.
+const RUN_AFTER_HELP: &str = "\
+Transports: websocket, websocket_h2, sse, long_polling, long_polling_close, long_polling_h2, short_polling (the bundled server); socketio_polling, socketio_websocket (a Socket.IO server).
+
+Scenario format: every key, its default and what it allows in docs/scenario.md (`pushbench scenario-reference`); commented examples in scenarios/; a starter with `pushbench init NAME`.
+
+Exit codes: 0 done; 1 the run failed, stopped early or failed a [thresholds] condition; 2 bad input (scenario, flag, override, results directory, dashboard address), found before anything starts; 130 interrupted.";
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a scenario against the bundled server, one fresh server process per transport.
+    #[command(after_help = RUN_AFTER_HELP)]
     Run {
         #[command(flatten)]
         scenario: ScenarioArgs,
@@ -370,6 +379,16 @@ enum Command {
     /// Print the JSON schema of summary.json.
     #[command(hide = true)]
     Schema,
+    /// Print the scenario reference: every key, its type, default and
+    /// what is allowed (docs/scenario.md).
+    ScenarioReference,
+    /// Write a commented starter scenario, NAME.toml, in the current
+    /// directory (never over an existing file).
+    Init {
+        /// The scenario's name (1 to 64 of a-z A-Z 0-9 _ -).
+        #[arg(default_value = "my_scenario")]
+        name: String,
+    },
     /// Print a shell completion script, e.g. `pushbench completions bash >
     /// /etc/bash_completion.d/pushbench`.
     Completions { shell: clap_complete::Shell },
@@ -669,6 +688,11 @@ async fn dispatch(cli: Cli) -> u8 {
             print!("{}", report::summary::schema());
             exit::OK
         }
+        Command::ScenarioReference => {
+            print!("{}", crate::scenario::keys::markdown());
+            exit::OK
+        }
+        Command::Init { name } => init(&name),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(
@@ -2027,4 +2051,55 @@ fn forward_progress_lines(
             board.push_line(&line);
         }
     }))
+}
+
+/// `pushbench init NAME`: NAME.toml from the commented starter, refused
+/// over an existing file or for a name a scenario cannot have.
+fn init(name: &str) -> u8 {
+    let path = PathBuf::from(format!("{name}.toml"));
+    let text = crate::scenario::starter(name);
+    if let Err(e) = Scenario::parse(&path, &text) {
+        eprintln!("error: pushbench init {name}: {}", e.message);
+        return exit::BAD_INPUT;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path);
+    match file.and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes())) {
+        Ok(()) => {
+            println!(
+                "wrote {}: check it with `pushbench validate {0}`, run it with `pushbench run {0}`",
+                path.display()
+            );
+            exit::OK
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!(
+                "error: {} exists; give another name (pushbench init NAME)",
+                path.display()
+            );
+            exit::BAD_INPUT
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", path.display());
+            exit::FAILED
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_help_names_every_transport() {
+        for t in TransportKind::ALL {
+            assert!(
+                RUN_AFTER_HELP.contains(&format!(" {},", t.name()))
+                    || RUN_AFTER_HELP.contains(&format!(" {} (", t.name())),
+                "{t}"
+            );
+        }
+    }
 }

@@ -381,9 +381,13 @@ pub struct Check {
     pub unit: &'static str,
     pub baseline: Values,
     pub current: Values,
-    /// Relative change of the medians, percent (current over baseline);
-    /// for a single calibrated pair, after dividing by the reference steps.
+    /// Relative change of the medians as measured, percent (current over
+    /// baseline).
     pub change_pct: Option<f64>,
+    /// For a single pair judged after dividing by each run's reference
+    /// step: the change the verdict is on. Shown beside the measured one,
+    /// which can go the other way on a faster or slower machine.
+    pub calibrated_pct: Option<f64>,
     /// What was allowed, in words.
     pub limit: String,
     pub verdict: Verdict,
@@ -550,6 +554,7 @@ pub fn compare(
                 baseline: bv,
                 current: cv,
                 change_pct: None,
+                calibrated_pct: None,
                 limit: String::new(),
                 verdict: Verdict::Pass,
                 note: None,
@@ -807,7 +812,9 @@ fn judge_calibrated(
         (nc / nb - 1.0) * 100.0
     };
     let change = sign * raw;
-    c.change_pct = Some(raw);
+    let (b, v) = (c.baseline.median(), c.current.median());
+    c.change_pct = (b != 0.0).then(|| (v / b - 1.0) * 100.0);
+    c.calibrated_pct = Some(raw);
     c.limit = format!(
         "{}{allowed_pct}% noise, calibrated",
         if higher_is_better { "-" } else { "+" }
@@ -855,10 +862,14 @@ pub fn render(checks: &[Check], baseline: &Side, current: &Side, style: Style) -
     ]);
     let mut notes = Vec::new();
     for c in checks {
-        let change = match c.change_pct {
+        let measured = match c.change_pct {
             Some(pct) => format!("{pct:+.1}%"),
             None if c.current.median() == 0.0 => "0".into(),
             None => "new".into(),
+        };
+        let change = match c.calibrated_pct {
+            Some(pct) => format!("{measured}, calibrated {pct:+.1}%"),
+            None => measured,
         };
         let verdict = match &c.note {
             Some(note) => {
@@ -1155,6 +1166,24 @@ mod tests {
             regressions(&[b], &[c]),
             vec![("websocket".to_string(), "latency p50")]
         );
+    }
+
+    #[test]
+    fn a_calibrated_change_is_shown_beside_the_measured_one() {
+        // Lower as measured, higher per unit of the machine's speed.
+        let b = fixture();
+        let mut c = b.clone();
+        let step = b.environment.reference_step_ns.unwrap();
+        c.environment.reference_step_ns = Some(step * 7 / 10);
+        c.transports[0].latency_us.p50 = b.transports[0].latency_us.p50 * 9 / 10;
+        let (bs, cs) = (side(vec![b]), side(vec![c]));
+        let checks = compare(&bs, &cs, &[Group::Latency], Thresholds::default()).unwrap();
+        let p50 = checks.iter().find(|c| c.figure == "latency p50").unwrap();
+        assert!(p50.change_pct.unwrap() < -9.0, "{p50:?}");
+        assert!(p50.calibrated_pct.unwrap() > 25.0, "{p50:?}");
+        let table = render(&checks, &bs, &cs, Style::Plain);
+        let row = table.lines().find(|l| l.contains("latency p50")).unwrap();
+        assert!(row.contains("-10.3%, calibrated +28.2%"), "{row}");
     }
 
     #[test]

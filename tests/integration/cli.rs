@@ -662,3 +662,38 @@ fn a_sweep_runs_every_point_indexes_them_and_reports_the_crossover() {
     assert!(stdout.contains("crossover"), "{stdout}");
     assert!(sweep_dir.join("report.md").is_file());
 }
+
+#[test]
+fn init_writes_a_starter_that_validates_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) =
+        outcome(pushbench().args(["init", "feed"]).current_dir(dir.path()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("wrote feed.toml"), "{stdout}");
+    let text = std::fs::read_to_string(dir.path().join("feed.toml")).unwrap();
+    assert!(text.contains("name = \"feed\"") && text.contains("docs/scenario.md"));
+    let (code, stdout, stderr) = outcome(
+        pushbench()
+            .args(["validate", "feed.toml"])
+            .current_dir(dir.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("websocket"), "{stdout}");
+
+    let (code, _, stderr) = outcome(pushbench().args(["init", "feed"]).current_dir(dir.path()));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("feed.toml exists"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("feed.toml")).unwrap(),
+        text,
+        "left as it was"
+    );
+    let (code, _, stderr) = outcome(
+        pushbench()
+            .args(["init", "no good"])
+            .current_dir(dir.path()),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("1 to 64 of a-z"), "{stderr}");
+    assert!(!dir.path().join("no good.toml").exists());
+}

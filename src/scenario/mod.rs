@@ -13,6 +13,13 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::codec::Encoding;
+
+pub mod keys;
+
+/// The commented starter scenario `pushbench init` writes, named `name`.
+pub fn starter(name: &str) -> String {
+    include_str!("starter.toml").replace("NAME", name)
+}
 use crate::schedule::Arrival;
 
 /// A way to push events from the server to a client.
@@ -656,22 +663,10 @@ impl Scenario {
         }
 
         let c = raw.clients;
-        v.range(
-            &c.count,
-            "clients.count",
-            1,
-            19_000,
-            "clients per transport (one process holds at most ~19.9k sockets)",
-        )?;
-        v.range(
-            &c.topics_per_client,
-            "clients.topics_per_client",
-            1,
-            64,
-            "topics per client",
-        )?;
+        v.bounded(&c.count, "clients.count")?;
+        v.bounded(&c.topics_per_client, "clients.topics_per_client")?;
         let t = raw.topics;
-        v.range(&t.count, "topics.count", 1, 100_000, "topics")?;
+        v.bounded(&t.count, "topics.count")?;
         v.check(
             c.topics_per_client.span(),
             "clients.topics_per_client",
@@ -689,22 +684,10 @@ impl Scenario {
                 "must be 1 to 32 of A-Z a-z 0-9 _ - .".into(),
             ));
         }
-        let ramp = duration(
-            &c.connect_ramp,
-            "clients.connect_ramp",
-            Duration::ZERO,
-            Duration::from_secs(600),
-            &v,
-        )?;
+        let ramp = duration(&c.connect_ramp, "clients.connect_ramp", &v)?;
         let sources = c.source_addresses.map(|s| {
-            v.range(
-                &s,
-                "clients.source_addresses",
-                1,
-                250,
-                "loopback source addresses",
-            )
-            .map(|_| s.into_inner())
+            v.bounded(&s, "clients.source_addresses")
+                .map(|_| s.into_inner())
         });
         let source_addresses = match sources {
             Some(s) => s?,
@@ -712,7 +695,7 @@ impl Scenario {
         };
         let workers = match c.workers {
             Some(w) => {
-                v.range(&w, "clients.workers", 1, 64, "generator worker threads")?;
+                v.bounded(&w, "clients.workers")?;
                 w.into_inner()
             }
             None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -720,7 +703,7 @@ impl Scenario {
 
         let shards = match &c.shards {
             Some(n) => {
-                v.range(n, "clients.shards", 1, 1000, "groups of clients and topics")?;
+                v.bounded(n, "clients.shards")?;
                 v.check(
                     n.span(),
                     "clients.shards",
@@ -791,86 +774,38 @@ impl Scenario {
             rate > 0.0 && rate <= 1_000_000.0,
             "events per second, more than 0 and at most 1000000",
         )?;
-        v.range(
-            &p.payload_bytes,
-            "publish.payload_bytes",
-            0,
-            1 << 20,
-            "bytes",
-        )?;
+        v.bounded(&p.payload_bytes, "publish.payload_bytes")?;
         let buffer = p
             .buffer_per_topic
             .unwrap_or_else(|| Spanned::new(0..0, 1024));
-        v.range(&buffer, "publish.buffer_per_topic", 1, 1_000_000, "events")?;
+        v.bounded(&buffer, "publish.buffer_per_topic")?;
 
         let ph = raw.phases;
-        let warmup = duration(
-            &ph.warmup,
-            "phases.warmup",
-            Duration::ZERO,
-            Duration::from_secs(3600),
-            &v,
-        )?;
-        let measure = duration(
-            &ph.measure,
-            "phases.measure",
-            Duration::from_secs(1),
-            Duration::from_secs(24 * 3600),
-            &v,
-        )?;
-        let drain = duration(
-            &ph.drain,
-            "phases.drain",
-            Duration::ZERO,
-            Duration::from_secs(600),
-            &v,
-        )?;
+        let warmup = duration(&ph.warmup, "phases.warmup", &v)?;
+        let measure = duration(&ph.measure, "phases.measure", &v)?;
+        let drain = duration(&ph.drain, "phases.drain", &v)?;
 
         let lp = raw.long_polling.unwrap_or_default();
         let hold = match lp.hold {
-            Some(h) => duration(
-                &h,
-                "long_polling.hold",
-                Duration::from_millis(1),
-                Duration::from_secs(120),
-                &v,
-            )?,
+            Some(h) => duration(&h, "long_polling.hold", &v)?,
             None => Duration::from_secs(30),
         };
         let max_batch = match lp.max_batch {
             Some(m) => {
-                v.range(
-                    &m,
-                    "long_polling.max_batch",
-                    1,
-                    100_000,
-                    "events per poll answer",
-                )?;
+                v.bounded(&m, "long_polling.max_batch")?;
                 m.into_inner()
             }
             None => 1000,
         };
         let sp = raw.short_polling.unwrap_or_default();
         let interval = match sp.interval {
-            Some(i) => duration(
-                &i,
-                "short_polling.interval",
-                Duration::from_millis(10),
-                Duration::from_secs(600),
-                &v,
-            )?,
+            Some(i) => duration(&i, "short_polling.interval", &v)?,
             None => Duration::from_secs(1),
         };
         let h2 = raw.http2.unwrap_or_default();
         let clients_per_connection = match h2.clients_per_connection {
             Some(n) => {
-                v.range(
-                    &n,
-                    "http2.clients_per_connection",
-                    1,
-                    10_000,
-                    "clients per HTTP/2 connection",
-                )?;
+                v.bounded(&n, "http2.clients_per_connection")?;
                 n.into_inner()
             }
             None => 100,
@@ -882,26 +817,20 @@ impl Scenario {
         let echo = raw.echo.map(|m| client_sends(m, "echo", &v)).transpose()?;
         let threads = match raw.server.and_then(|s| s.threads) {
             Some(t) => {
-                v.range(&t, "server.threads", 1, 256, "worker threads")?;
+                v.bounded(&t, "server.threads")?;
                 t.into_inner()
             }
             None => default_server_threads(),
         };
         let ws = raw.websocket.unwrap_or_default();
         let heartbeat = match ws.heartbeat {
-            Some(h) => duration(
-                &h,
-                "websocket.heartbeat",
-                Duration::from_millis(100),
-                Duration::from_secs(3600),
-                &v,
-            )?,
+            Some(h) => duration(&h, "websocket.heartbeat", &v)?,
             None => Duration::from_secs(15),
         };
 
         let repeat = match raw.run.and_then(|r| r.repeat) {
             Some(r) => {
-                v.range(&r, "run.repeat", 1, 100, "repetitions")?;
+                v.bounded(&r, "run.repeat")?;
                 r.into_inner()
             }
             None => 1,
@@ -932,13 +861,7 @@ impl Scenario {
                     &format!("\"nginx\", got {:?}", p.kind.get_ref()),
                 )?;
                 let read_timeout = match &p.read_timeout {
-                    Some(t) => duration(
-                        t,
-                        "proxy.read_timeout",
-                        Duration::from_secs(1),
-                        Duration::from_secs(3600),
-                        &v,
-                    )?,
+                    Some(t) => duration(t, "proxy.read_timeout", &v)?,
                     None => Duration::from_secs(60),
                 };
                 Some(crate::proxy::Proxy {
@@ -1111,13 +1034,7 @@ where
         rate > 0.0 && rate <= 1000.0,
         "messages per second per client, more than 0 and at most 1000",
     )?;
-    v.range(
-        &raw.payload_bytes,
-        &format!("{section}.payload_bytes"),
-        0,
-        60_000,
-        "bytes",
-    )?;
+    v.bounded(&raw.payload_bytes, &format!("{section}.payload_bytes"))?;
     Ok(ClientSends {
         rate_per_client: rate,
         arrival: raw.arrival.unwrap_or(Arrival::Poisson),
@@ -1176,22 +1093,10 @@ where
         },
     };
     if let Some(rtt) = &raw.rtt {
-        n.rtt = duration(
-            rtt,
-            "network.rtt",
-            Duration::ZERO,
-            Duration::from_secs(10),
-            v,
-        )?;
+        n.rtt = duration(rtt, "network.rtt", v)?;
     }
     if let Some(jitter) = &raw.jitter {
-        n.jitter = duration(
-            jitter,
-            "network.jitter",
-            Duration::ZERO,
-            Duration::from_secs(5),
-            v,
-        )?;
+        n.jitter = duration(jitter, "network.jitter", v)?;
     }
     v.check(
         raw.jitter
@@ -1357,6 +1262,18 @@ where
         }
     }
 
+    /// An integer key, within the bounds [`keys::KEYS`] gives it.
+    fn bounded<T: Into<u64> + Copy + fmt::Display>(
+        &self,
+        value: &Spanned<T>,
+        field: &str,
+    ) -> Result<(), ScenarioError> {
+        let keys::Allowed::Int { min, max, unit } = keys::get(field).allowed else {
+            panic!("{field} is not an integer in scenario::keys::KEYS");
+        };
+        self.range(value, field, min, max, unit)
+    }
+
     fn range<T: Into<u64> + Copy + fmt::Display>(
         &self,
         value: &Spanned<T>,
@@ -1375,16 +1292,18 @@ where
     }
 }
 
+/// A duration key, within the bounds [`keys::KEYS`] gives it.
 fn duration<F>(
     value: &Spanned<String>,
     field: &str,
-    min: Duration,
-    max: Duration,
     v: &Validator<'_, F>,
 ) -> Result<Duration, ScenarioError>
 where
     F: Fn(Option<Range<usize>>, Option<String>, String) -> ScenarioError,
 {
+    let keys::Allowed::Time { min, max } = keys::get(field).allowed else {
+        panic!("{field} is not a duration in scenario::keys::KEYS");
+    };
     let text = value.get_ref();
     match humantime::parse_duration(text) {
         Ok(d) => {
