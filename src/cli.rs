@@ -1712,21 +1712,66 @@ async fn run(
     let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
     summary.warnings.extend(concurrent.err());
     let dir = results_path(results_dir, &scenario.name, &started_at_utc);
-    let results = Results {
-        dir: dir.clone(),
-        summary: &summary,
-        runs: &outcome.transports,
+    let dir = match write_results(&summary, &outcome.transports, dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
     };
-    if let Err(e) = report::write_data(&results) {
-        eprintln!("error: {e:#}");
-        return exit::FAILED;
-    }
     if part {
         return ending_code(outcome.ending);
     }
     let code = finish(&summary, &dir, outcome.ending, json);
     tell_board(board.as_deref(), &dir, &[&summary]).await;
     code
+}
+
+/// Writes a run's data files into `dir`. When `dir` cannot take them (a
+/// full disk, a results directory removed or replaced during the run),
+/// they go to a fresh directory under the system's temporary directory
+/// instead, and a warning says where: measurements are never lost to an
+/// output error. Returns where they are.
+fn write_results(
+    summary: &Summary,
+    runs: &[runner::TransportRun],
+    dir: PathBuf,
+) -> Result<PathBuf, String> {
+    let write = |dir: &Path| {
+        report::write_data(&Results {
+            dir: dir.to_path_buf(),
+            summary,
+            runs,
+        })
+    };
+    let Err(first) = write(&dir) else {
+        return Ok(dir);
+    };
+    let fallback = tempfile::Builder::new()
+        .prefix("pushbench-results-")
+        .tempdir()
+        .map(|t| t.keep().join(dir.file_name().unwrap_or_default()))
+        .map_err(|e| {
+            format!(
+                "cannot write the results to {} ({first:#}), nor make a temporary directory for them: {e}",
+                dir.display()
+            )
+        })?;
+    match write(&fallback) {
+        Ok(()) => {
+            eprintln!(
+                "warning: cannot write the results to {} ({first:#}); they are saved in {} instead",
+                dir.display(),
+                fallback.display()
+            );
+            Ok(fallback)
+        }
+        Err(e) => Err(format!(
+            "cannot write the results to {} ({first:#}), nor to {} ({e:#})",
+            dir.display(),
+            fallback.display()
+        )),
+    }
 }
 
 /// The final figures to the live page, if there is one, once every page

@@ -621,6 +621,12 @@ impl Scenario {
         let encoding = raw.publish.encoding.unwrap_or(Encoding::Json);
         let target = raw.target.map(|t| target_server(t, &v)).transpose()?;
         let listed = raw.transports.is_some();
+        // Errors about the list point at it, when the file has one.
+        let transports_span = raw
+            .transports
+            .as_ref()
+            .map(|t| t.span())
+            .filter(|s| *s != (0..0));
         let transports = match raw.transports {
             // Every transport that can carry the scenario's events, of the
             // target's kind (the bundled server's without a target).
@@ -635,7 +641,7 @@ impl Scenario {
         };
         if transports.is_empty() {
             return Err(err(
-                None,
+                transports_span.clone(),
                 Some("transports".into()),
                 format!(
                     "no transports listed: name one or more of {}",
@@ -646,14 +652,14 @@ impl Scenario {
         for (i, t) in transports.iter().enumerate() {
             if transports[..i].contains(t) {
                 return Err(err(
-                    None,
+                    transports_span.clone(),
                     Some("transports".into()),
                     format!("transport {t} is listed twice"),
                 ));
             }
             if !t.carries(encoding) {
                 return Err(err(
-                    None,
+                    transports_span.clone(),
                     Some("transports".into()),
                     format!(
                         "{t} carries text only: use publish.encoding = \"json\" or leave {t} out"
@@ -673,15 +679,16 @@ impl Scenario {
             *c.topics_per_client.get_ref() <= *t.count.get_ref(),
             &format!("at most topics.count ({})", t.count.get_ref()),
         )?;
+        let prefix_span = t.prefix.as_ref().map(|p| p.span());
         let prefix = t
             .prefix
             .map(Spanned::into_inner)
             .unwrap_or_else(|| "T".into());
         if !(1..=32).contains(&prefix.len()) || !crate::codec::is_valid_topic(&prefix) {
             return Err(err(
-                None,
+                prefix_span.filter(|s| *s != (0..0)),
                 Some("topics.prefix".into()),
-                "must be 1 to 32 of A-Z a-z 0-9 _ - .".into(),
+                format!("must be 1 to 32 of A-Z a-z 0-9 _ - ., got {prefix:?}"),
             ));
         }
         let ramp = duration(&c.connect_ramp, "clients.connect_ramp", &v)?;
@@ -885,7 +892,7 @@ impl Scenario {
                     .find_map(|t| crate::proxy::cannot_carry(*t).map(|w| (t, w)))
                 {
                     return Err(err(
-                        None,
+                        transports_span.clone(),
                         Some("transports".into()),
                         format!("{t} cannot run behind [proxy]: {why}; leave it out"),
                     ));
@@ -902,7 +909,7 @@ impl Scenario {
             && let Some(other) = transports.iter().find(|k| k.server() != t.kind)
         {
             return Err(err(
-                None,
+                transports_span.clone(),
                 Some("transports".into()),
                 format!(
                     "{other} needs a {} server, but target.kind is {:?}: list only {} transports, or measure {other} in a run of its own",
@@ -915,7 +922,7 @@ impl Scenario {
         if let Some(t) = socketio {
             let refuse = |what: &str, why: &str| {
                 Err(err(
-                    None,
+                    transports_span.clone(),
                     Some("transports".into()),
                     format!("{t} cannot run with {what}: {why}; leave one of them out"),
                 ))
@@ -1730,6 +1737,24 @@ drain = "2s"
         assert!(e.contains(":5:1: duplicate key `count`"), "{e}");
         let e = error(&format!("{GOOD}\n[phases]\n"));
         assert!(e.contains("the table [phases] appears twice"), "{e}");
+    }
+
+    #[test]
+    fn errors_in_the_transport_list_and_the_topic_prefix_have_a_place() {
+        let e = error(&GOOD.replace(
+            "[\"websocket\", \"long_polling\"]",
+            "[\"websocket\", \"websocket\"]",
+        ));
+        assert!(
+            e.contains("t.toml:2:14: transports: transport websocket is listed twice"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("prefix = \"SYM\"", "prefix = \"S Y\""));
+        assert!(
+            e.contains("t.toml:9:10: topics.prefix: must be 1 to 32"),
+            "{e}"
+        );
+        assert!(e.contains("got \"S Y\""), "{e}");
     }
 
     #[test]

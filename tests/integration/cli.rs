@@ -697,3 +697,56 @@ fn init_writes_a_starter_that_validates_and_never_overwrites() {
     assert!(stderr.contains("1 to 64 of a-z"), "{stderr}");
     assert!(!dir.path().join("no good.toml").exists());
 }
+
+#[test]
+fn results_that_cannot_be_written_where_asked_are_saved_elsewhere_and_said_so() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        crate::util::tiny_scenario("\"websocket\"", "json").replace("1500ms", "2s"),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let mut child = pushbench()
+        .args(["run", "--quiet"])
+        .arg(&scenario)
+        .arg("--results-dir")
+        .arg(&results)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Once the run is measuring, its results directory becomes a file.
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen += &line;
+        if line.contains("websocket: measure") {
+            break;
+        }
+    }
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::write(&results, "in the way").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen}{rest}");
+    let saved = rest
+        .lines()
+        .find_map(|l| l.split("they are saved in ").nth(1))
+        .unwrap_or_else(|| panic!("no word of where: {rest}"))
+        .trim_end_matches(" instead");
+    let saved = std::path::Path::new(saved);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["transports"][0]["delivery"]["lost"], 0);
+    assert!(
+        saved.join("report.html").is_file(),
+        "the report is rendered there too"
+    );
+    std::fs::remove_dir_all(saved.parent().unwrap()).unwrap();
+}
