@@ -1968,7 +1968,7 @@ async fn run_in_parts(
     if let Err(e) = std::fs::write(
         &path,
         format!(
-            "# {}: {} repetitions\n\n{table}\n\n![median and range of each figure](repetitions.svg)\n",
+            "# {}: {} repetitions\n\n{table}\n\n![median and range of each figure](repetitions.svg)\n\n![cost against latency p99: median and range of each transport](repetitions_cost_vs_latency.svg)\n",
             p.scenario.name,
             summaries.len()
         ),

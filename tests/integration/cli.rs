@@ -357,7 +357,14 @@ fn repeat_runs_each_repetition_into_its_own_directory_and_tables_the_spread() {
         "{table}"
     );
     assert!(stdout.contains("latency p50"), "{stdout}");
-    assert!(root.join("repetitions.png").is_file() && root.join("repetitions.svg").is_file());
+    for chart in ["repetitions", "repetitions_cost_vs_latency"] {
+        for ext in ["png", "svg"] {
+            assert!(
+                root.join(format!("{chart}.{ext}")).is_file(),
+                "{chart}.{ext}"
+            );
+        }
+    }
     // The repetitions compare A/B-style as a directory of runs.
     let (code, text) = compare(&root, &root);
     assert_eq!(code, 0, "{text}");

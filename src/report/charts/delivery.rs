@@ -3,6 +3,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{DrawResult, axis_font, colour, label_font, transports, with_legend};
 use crate::report::saved::Saved;
@@ -52,7 +53,7 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         .margin(20)
         .x_label_area_size(55)
         .y_label_area_size(80)
-        .build_cartesian_2d(0.0..COUNTS.len() as f64, 0u64..y_max)?;
+        .build_cartesian_2d(0.0..COUNTS.len() as f64, 0.0..y_max as f64)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -67,6 +68,14 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         })
         .y_desc("events")
         .y_labels(6)
+        // Whole events only: no label between two of them.
+        .y_label_formatter(&|y| {
+            if y.fract() == 0.0 {
+                format!("{y:.0}")
+            } else {
+                String::new()
+            }
+        })
         .axis_desc_style(label_font())
         .label_style(axis_font())
         .light_line_style(WHITE.mix(0.0))
@@ -78,13 +87,16 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
             let known = count(&t.delivery);
             let v = known.unwrap_or(0);
             chart.draw_series(std::iter::once(Rectangle::new(
-                [(x0, 0), (x0 + width * 0.9, v)],
+                [(x0, 0.0), (x0 + width * 0.9, v as f64)],
                 colour(t.transport).filled(),
             )))?;
+            // Just above the bar's top (a zero's is the axis), centred on it.
             chart.draw_series(std::iter::once(Text::new(
                 count_or_unknown(known),
-                (x0 + width * 0.3, v + (y_max / 12).max(1)),
-                axis_font(),
+                (x0 + width * 0.45, v as f64 + y_max as f64 * 0.015),
+                axis_font()
+                    .color(&colour(t.transport))
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             )))?;
         }
     }

@@ -124,13 +124,7 @@ impl ChartKind {
         saved: &Saved,
         root: &DrawingArea<DB, Shift>,
     ) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
-        let (title, rest) = root.split_vertically(50);
-        title.draw_text(
-            self.title(),
-            &(FONT, 26).into_font().color(&BLACK),
-            (20, 14),
-        )?;
+        let rest = titled(root, self.title())?;
         match self {
             ChartKind::LatencySpectrum => spectrum::draw(saved, &rest),
             ChartKind::LatencyOverTime => timeline::draw(saved, &rest),
@@ -141,6 +135,40 @@ impl ChartKind {
             ChartKind::CostVsLatency => tradeoff::draw(saved, &rest),
         }
     }
+}
+
+/// Ticks for a log axis from `lo` to `hi`: 1, 2 and 5 of every decade.
+/// Left to itself the axis labelled only whole powers of ten, and missed
+/// the lowest one to rounding: a small run's latencies, all below 1 ms,
+/// got no label at all.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut exp = lo.log10().floor() as i32;
+    while 10f64.powi(exp) <= hi * 1.001 {
+        for m in [1.0, 2.0, 5.0] {
+            // Rounded to the decade's digits: 0.1 × 2 reads 0.2.
+            let t = format!("{:e}", m * 10f64.powi(exp))
+                .parse::<f64>()
+                .expect("a number");
+            if t >= lo * 0.999 && t <= hi * 1.001 {
+                ticks.push(t);
+            }
+        }
+        exp += 1;
+    }
+    ticks
+}
+
+/// Fills `root` white and writes `title` across its top; the rest of it
+/// is for the chart.
+pub fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+) -> Result<DrawingArea<DB, Shift>, DrawError<DB>> {
+    root.fill(&WHITE)?;
+    let (top, rest) = root.split_vertically(50);
+    top.draw_text(title, &(FONT, 26).into_font().color(&BLACK), (20, 14))?;
+    Ok(rest)
 }
 
 /// A chart written to disk: its PNG and its SVG text.
@@ -294,6 +322,22 @@ pub fn label_font() -> TextStyle<'static> {
     (FONT, 18).into_font().color(&BLACK)
 }
 
+/// An even size: the font renderer places each glyph at half the size
+/// plus its own top, truncated to a pixel, so at an odd size a short glyph
+/// such as a decimal point sat a pixel higher than the digits (`233·2`).
 pub fn axis_font() -> TextStyle<'static> {
-    (FONT, 15).into_font().color(&BLACK)
+    (FONT, 16).into_font().color(&BLACK)
+}
+
+#[cfg(test)]
+mod log_tick_tests {
+    #[test]
+    fn a_log_axis_below_1_ms_gets_ticks() {
+        assert_eq!(
+            super::log_ticks(0.1, 10.0),
+            [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+        );
+        assert_eq!(super::log_ticks(0.01, 0.13), [0.01, 0.02, 0.05, 0.1]);
+        assert_eq!(super::log_ticks(3.0, 60.0), [5.0, 10.0, 20.0, 50.0]);
+    }
 }

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 
-use super::{DrawResult, axis_font, colour, label_font, transports, with_legend};
+use super::{DrawResult, axis_font, colour, label_font, log_ticks, transports, with_legend};
 use crate::report::saved::Saved;
 use crate::scenario::TransportKind;
 
@@ -103,7 +103,9 @@ pub fn draw_spectrum<DB: DrawingBackend>(
         .y_label_area_size(80)
         .build_cartesian_2d(
             (1.0f64..cap).log_scale().with_key_points(key_points(cap)),
-            (y_min..y_max).log_scale(),
+            (y_min..y_max)
+                .log_scale()
+                .with_key_points(log_ticks(y_min, y_max)),
         )?;
     chart
         .configure_mesh()

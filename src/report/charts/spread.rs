@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{DrawResult, HEIGHT, WIDTH, bar_panel, colour, register_font, with_legend};
+use super::{DrawResult, HEIGHT, WIDTH, bar_panel, colour, register_font, titled, with_legend};
 use crate::compare::Values;
 use crate::report::summary::{Summary, TransportSummary};
 
@@ -34,7 +34,10 @@ const FIGURES: [Figure; 6] = [
 ];
 
 fn draw<DB: DrawingBackend>(runs: &[Summary], area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    area.fill(&WHITE)?;
+    let area = &titled(
+        area,
+        &format!("Median and range of {} repetitions", runs.len()),
+    )?;
     let Some(first) = runs.first() else {
         return Ok(());
     };
@@ -95,23 +98,47 @@ fn draw<DB: DrawingBackend>(runs: &[Summary], area: &DrawingArea<DB, Shift>) -> 
     Ok(())
 }
 
-/// Writes `repetitions.png` and `repetitions.svg` into `dir`.
+/// Writes the charts of repeated runs into `dir`: `repetitions` (every
+/// figure's median and range) and `repetitions_cost_vs_latency`, each as
+/// PNG and SVG.
 pub fn write(runs: &[Summary], dir: &Path) -> anyhow::Result<()> {
     register_font();
-    let png = dir.join("repetitions.png");
+    write_chart(
+        dir,
+        "repetitions",
+        |a| draw(runs, a).map_err(|e| anyhow::anyhow!("{e}")),
+        |a| draw(runs, a).map_err(|e| anyhow::anyhow!("{e}")),
+    )?;
+    write_chart(
+        dir,
+        "repetitions_cost_vs_latency",
+        |a| super::tradeoff::draw_repeated(runs, a).map_err(|e| anyhow::anyhow!("{e}")),
+        |a| super::tradeoff::draw_repeated(runs, a).map_err(|e| anyhow::anyhow!("{e}")),
+    )
+}
+
+/// `NAME.png` and `NAME.svg` in `dir`, drawn by the same code on each
+/// backend.
+fn write_chart(
+    dir: &Path,
+    name: &str,
+    png_draw: impl Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
+    svg_draw: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let png = dir.join(format!("{name}.png"));
     {
         let root = BitMapBackend::new(&png, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(runs, &root).map_err(|e| anyhow::anyhow!("drawing {}: {e}", png.display()))?;
+        png_draw(&root).with_context(|| format!("drawing {}", png.display()))?;
         root.present()
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", png.display()))?;
     }
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(runs, &root).map_err(|e| anyhow::anyhow!("drawing repetitions.svg: {e}"))?;
+        svg_draw(&root).with_context(|| format!("drawing {name}.svg"))?;
         root.present()
-            .map_err(|e| anyhow::anyhow!("drawing repetitions.svg: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("drawing {name}.svg: {e}"))?;
     }
-    let path = dir.join("repetitions.svg");
+    let path = dir.join(format!("{name}.svg"));
     std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))
 }

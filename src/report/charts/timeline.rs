@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::{DrawResult, axis_font, colour, label_font, transports, with_legend};
+use super::{DrawResult, axis_font, colour, label_font, log_ticks, transports, with_legend};
 use crate::report::files::TimelineRow;
 use crate::report::saved::Saved;
 
@@ -116,7 +116,12 @@ pub fn draw<DB: DrawingBackend>(saved: &Saved, area: &DrawingArea<DB, Shift>) ->
         .margin(20)
         .x_label_area_size(55)
         .y_label_area_size(90)
-        .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())?;
+        .build_cartesian_2d(
+            0.0..x_max,
+            (y_min..y_max)
+                .log_scale()
+                .with_key_points(log_ticks(y_min, y_max)),
+        )?;
     chart
         .configure_mesh()
         .x_desc("time since the transport's run began (s)")
