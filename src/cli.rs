@@ -37,6 +37,13 @@ pub mod exit {
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Less output, for scripts and logs (any command): run and sweep
+    /// print one plain line per phase instead of progress bars; check
+    /// prints only the checks that did not pass and its count; compare
+    /// only its verdict; validate, init and report nothing but errors.
+    /// Errors and warnings are always printed.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
 }
 
 /// A scenario file and the keys the command line sets in it.
@@ -172,9 +179,6 @@ enum Command {
         /// Run only these transports (repeatable); default: the scenario's list.
         #[arg(long = "transport", value_parser = parse_transport)]
         transports: Vec<TransportKind>,
-        /// Plain lines per phase instead of progress bars.
-        #[arg(long)]
-        quiet: bool,
         /// Run every transport over TLS, as `tls = true` in the scenario does.
         #[arg(long)]
         tls: bool,
@@ -319,9 +323,6 @@ enum Command {
         /// Run only these transports at each point (repeatable).
         #[arg(long = "transport", value_parser = parse_transport)]
         transports: Vec<TransportKind>,
-        /// Plain lines per phase instead of progress bars.
-        #[arg(long)]
-        quiet: bool,
         /// Every transport over TLS.
         #[arg(long)]
         tls: bool,
@@ -453,6 +454,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> u8 {
+    let quiet = cli.quiet;
     match cli.command {
         Command::Run {
             scenario,
@@ -460,7 +462,6 @@ async fn dispatch(cli: Cli) -> u8 {
             json,
             results_dir,
             transports,
-            quiet,
             tls,
             repeat,
             part,
@@ -487,10 +488,12 @@ async fn dispatch(cli: Cli) -> u8 {
             url,
             ca,
             heartbeat_wait,
-        } => check(&url, ca.as_deref(), heartbeat_wait).await,
+        } => check(&url, ca.as_deref(), heartbeat_wait, quiet).await,
         Command::Validate { scenario } => match scenario.load() {
             Ok(s) => {
-                print!("{}", dry_run_text(&s, &scenario.overrides()));
+                if !quiet {
+                    print!("{}", dry_run_text(&s, &scenario.overrides()));
+                }
                 exit::OK
             }
             Err(e) => {
@@ -622,7 +625,6 @@ async fn dispatch(cli: Cli) -> u8 {
             vary,
             results_dir,
             transports,
-            quiet,
             tls,
         } => sweep(&scenario, vary, &results_dir, transports, quiet, tls).await,
         Command::Merge { shards, out, json } => match report::shards::merge_shards(&shards, &out) {
@@ -646,8 +648,10 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Report { results_dir } if results_dir.join(crate::sweep::INDEX).is_file() => {
             match report::sweep::render(&results_dir) {
                 Ok(data) => {
-                    print_crossover(&data);
-                    println!("report: {}", results_dir.join("report.html").display());
+                    if !quiet {
+                        print_crossover(&data);
+                        println!("report: {}", results_dir.join("report.html").display());
+                    }
                     exit::OK
                 }
                 Err(e) => {
@@ -658,8 +662,10 @@ async fn dispatch(cli: Cli) -> u8 {
         }
         Command::Report { results_dir } => match report::render(&results_dir) {
             Ok(saved) => {
-                print_summary(&saved.summary, &results_dir, false);
-                println!("report: {}", results_dir.join("report.html").display());
+                if !quiet {
+                    print_summary(&saved.summary, &results_dir, false);
+                    println!("report: {}", results_dir.join("report.html").display());
+                }
                 exit::OK
             }
             Err(e) => {
@@ -683,6 +689,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 noise_pct: noise,
                 tail_noise_pct: tail_noise.unwrap_or(2.0 * noise),
             },
+            quiet,
         ),
         Command::Schema => {
             print!("{}", report::summary::schema());
@@ -692,7 +699,7 @@ async fn dispatch(cli: Cli) -> u8 {
             print!("{}", crate::scenario::keys::markdown());
             exit::OK
         }
-        Command::Init { name } => init(&name),
+        Command::Init { name } => init(&name, quiet),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(
@@ -749,6 +756,7 @@ fn compare(
     current: &Path,
     figures: &[crate::compare::Group],
     thresholds: crate::compare::Thresholds,
+    quiet: bool,
 ) -> u8 {
     use crate::compare::{self, Style, Verdict};
     use std::io::IsTerminal as _;
@@ -767,7 +775,9 @@ fn compare(
     } else {
         Style::Plain
     };
-    println!("{}", compare::render(&checks, &b, &c, style));
+    if !quiet {
+        println!("{}", compare::render(&checks, &b, &c, style));
+    }
     let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
     let not_comparable = match count(Verdict::NotComparable) {
         0 => String::new(),
@@ -1096,10 +1106,8 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
     out
 }
 
-/// What a scenario with `[proxy]` needs before anything starts: transports
-/// the proxy carries, no TLS, and nginx installed.
 /// `pushbench check URL`.
-async fn check(url: &str, ca: Option<&Path>, heartbeat_wait: Option<Duration>) -> u8 {
+async fn check(url: &str, ca: Option<&Path>, heartbeat_wait: Option<Duration>, quiet: bool) -> u8 {
     let target = match crate::scenario::normalize_target_url(url) {
         Ok(url) => crate::scenario::TargetServer {
             url,
@@ -1120,7 +1128,14 @@ async fn check(url: &str, ca: Option<&Path>, heartbeat_wait: Option<Duration>) -
     match crate::check::run(&target.url, &resolved, heartbeat_wait).await {
         Ok(lines) => {
             let (text, failed) = crate::check::report(&lines);
-            print!("{text}");
+            if quiet {
+                // The checks that did not pass, and the count.
+                for line in text.lines().filter(|l| !l.starts_with("pass ")) {
+                    println!("{line}");
+                }
+            } else {
+                print!("{text}");
+            }
             if failed > 0 { exit::FAILED } else { exit::OK }
         }
         Err(e) => {
@@ -1213,6 +1228,8 @@ async fn prepare_target(
     }))
 }
 
+/// What a scenario with `[proxy]` needs before anything starts: transports
+/// the proxy carries, no TLS, and nginx installed.
 fn proxy_preflight(scenario: &Scenario, path: &Path) -> Result<(), String> {
     if scenario.proxy.is_none() {
         return Ok(());
@@ -2100,7 +2117,7 @@ fn forward_progress_lines(
 
 /// `pushbench init NAME`: NAME.toml from the commented starter, refused
 /// over an existing file or for a name a scenario cannot have.
-fn init(name: &str) -> u8 {
+fn init(name: &str, quiet: bool) -> u8 {
     let path = PathBuf::from(format!("{name}.toml"));
     let text = crate::scenario::starter(name);
     if let Err(e) = Scenario::parse(&path, &text) {
@@ -2113,10 +2130,12 @@ fn init(name: &str) -> u8 {
         .open(&path);
     match file.and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes())) {
         Ok(()) => {
-            println!(
-                "wrote {}: check it with `pushbench validate {0}`, run it with `pushbench run {0}`",
-                path.display()
-            );
+            if !quiet {
+                println!(
+                    "wrote {}: check it with `pushbench validate {0}`, run it with `pushbench run {0}`",
+                    path.display()
+                );
+            }
             exit::OK
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

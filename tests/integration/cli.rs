@@ -757,3 +757,30 @@ fn results_that_cannot_be_written_where_asked_are_saved_elsewhere_and_said_so() 
     );
     std::fs::remove_dir_all(saved.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn quiet_leaves_only_what_a_script_needs() {
+    let (code, stdout, stderr) =
+        outcome(pushbench().args(["validate", "-q", "scenarios/stock_ticker.toml"]));
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "", ""));
+    let (code, stdout, stderr) = outcome(pushbench().args([
+        "--quiet",
+        "validate",
+        "scenarios/stock_ticker.toml",
+        "--set",
+        "publish.rate=0",
+    ]));
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert!(
+        stderr.contains("publish.rate"),
+        "errors are always printed: {stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = outcome(
+        pushbench()
+            .args(["init", "--quiet", "q"])
+            .current_dir(dir.path()),
+    );
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    assert!(dir.path().join("q.toml").is_file());
+}
