@@ -1627,120 +1627,133 @@ async fn run(
         },
         _ => None,
     };
-    // Listening before the link is built: an interrupt while it is being
-    // built must still reach the code that removes it.
-    let interrupt = on_interrupt();
-    // The link is built once, by the run that owns it, and removed when
-    // this returns (or unwinds); its parts run inside it.
-    let mut built_link = None;
-    match (&scenario.network, part, &link) {
-        (None, _, None) => {}
-        (Some(network), false, None) => {
-            if let Err(e) = crate::network::link::check_requirements() {
-                eprintln!("error: {}: {e}", path.display());
-                return exit::BAD_INPUT;
-            }
-            match crate::network::link::Link::build(network, scenario.clients.source_addresses) {
-                Ok(l) => built_link = Some(l),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return exit::FAILED;
+    // Every way out of the run below ends the live page: with the final
+    // figures when there are some, otherwise saying that there are none.
+    let code = async {
+        // Listening before the link is built: an interrupt while it is being
+        // built must still reach the code that removes it.
+        let interrupt = on_interrupt();
+        // The link is built once, by the run that owns it, and removed when
+        // this returns (or unwinds); its parts run inside it.
+        let mut built_link = None;
+        match (&scenario.network, part, &link) {
+            (None, _, None) => {}
+            (Some(network), false, None) => {
+                if let Err(e) = crate::network::link::check_requirements() {
+                    eprintln!("error: {}: {e}", path.display());
+                    return exit::BAD_INPUT;
+                }
+                match crate::network::link::Link::build(network, scenario.clients.source_addresses) {
+                    Ok(l) => built_link = Some(l),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return exit::FAILED;
+                    }
                 }
             }
+            (Some(_), true, Some(_)) => {}
+            _ => {
+                eprintln!(
+                    "error: --link is internal: a part runs over its parent's link, and only when the scenario has [network]"
+                );
+                return exit::BAD_INPUT;
+            }
         }
-        (Some(_), true, Some(_)) => {}
-        _ => {
-            eprintln!(
-                "error: --link is internal: a part runs over its parent's link, and only when the scenario has [network]"
-            );
-            return exit::BAD_INPUT;
-        }
-    }
-    let link_name = built_link
-        .as_ref()
-        .map(|l: &crate::network::link::Link| l.name.clone());
-    let started_at_utc =
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    // A part runs under its parent's lock.
-    let concurrent = if part {
-        Ok(None)
-    } else {
-        crate::environment::RunLock::take().map(Some)
-    };
-    if let Err(w) = &concurrent {
-        eprintln!("warning: {w}");
-    }
-    if !part {
-        eprintln!("{}", start_banner(&scenario, results_dir));
-    }
-    if let Some(board) = &board {
-        eprintln!("dashboard: {}", board.url());
-        board.push(&crate::dashboard::Update::Started {
-            scenario: scenario.name.clone(),
-            transports: scenario
-                .transports
-                .iter()
-                .map(|t| t.name().to_owned())
-                .collect(),
-            repeat,
-            clients: scenario.clients.count,
-            expected_s: expected_duration(&scenario).as_secs_f64(),
-            results_dir: results_dir.display().to_string(),
-        });
-    }
-    // Over a link every transport is a part: the generator must run inside
-    // the link's client namespace, and this process is not.
-    if !part && (scenario.transports.len() > 1 || repeat > 1 || link_name.is_some()) {
-        let parts = Parts {
-            target: &target_args,
-            link: link_name.as_ref(),
-            path,
-            json,
-            overrides: &overrides,
-            scenario: &scenario,
-            exe: &exe,
-            quiet,
-            tls,
-            repeat,
-            board: board.as_ref(),
+        let link_name = built_link
+            .as_ref()
+            .map(|l: &crate::network::link::Link| l.name.clone());
+        let started_at_utc =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        // A part runs under its parent's lock.
+        let concurrent = if part {
+            Ok(None)
+        } else {
+            crate::environment::RunLock::take().map(Some)
         };
-        return run_in_parts(parts, results_dir, &interrupt, concurrent).await;
-    }
-    let environment = crate::environment::environment();
-    let terminal = crate::progress::for_output(quiet);
-    let progress: std::sync::Arc<dyn crate::progress::Progress> = match &board {
-        Some(board) => std::sync::Arc::new(crate::dashboard::Tee::new(
-            terminal,
-            crate::dashboard::Sink::Board(board.clone()),
-        )),
-        None if progress_lines => std::sync::Arc::new(crate::dashboard::Tee::new(
-            terminal,
-            crate::dashboard::Sink::Lines,
-        )),
-        None => terminal.into(),
-    };
-    let launch = target_launch.unwrap_or(ServerLaunch::Spawn {
-        exe,
-        link: link.clone(),
-    });
-    let outcome = runner::run_scenario(&scenario, &launch, &interrupt, progress).await;
-    let mut environment = environment;
-    environment.set_reference_steps(outcome.reference_steps_ns.clone());
-    let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
-    summary.warnings.extend(concurrent.err());
-    let dir = results_path(results_dir, &scenario.name, &started_at_utc);
-    let dir = match write_results(&summary, &outcome.transports, dir) {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
+        if let Err(w) = &concurrent {
+            eprintln!("warning: {w}");
         }
-    };
-    if part {
-        return ending_code(outcome.ending);
+        if !part {
+            eprintln!("{}", start_banner(&scenario, results_dir));
+        }
+        if let Some(board) = &board {
+            eprintln!("dashboard: {}", board.url());
+            board.push(&crate::dashboard::Update::Started {
+                scenario: scenario.name.clone(),
+                transports: scenario
+                    .transports
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .collect(),
+                repeat,
+                clients: scenario.clients.count,
+                expected_s: expected_duration(&scenario).as_secs_f64(),
+                results_dir: results_dir.display().to_string(),
+            });
+        }
+        // Over a link every transport is a part: the generator must run inside
+        // the link's client namespace, and this process is not.
+        if !part && (scenario.transports.len() > 1 || repeat > 1 || link_name.is_some()) {
+            let parts = Parts {
+                target: &target_args,
+                link: link_name.as_ref(),
+                path,
+                json,
+                overrides: &overrides,
+                scenario: &scenario,
+                exe: &exe,
+                quiet,
+                tls,
+                repeat,
+                board: board.as_ref(),
+            };
+            return run_in_parts(parts, results_dir, &interrupt, concurrent).await;
+        }
+        let environment = crate::environment::environment();
+        let terminal = crate::progress::for_output(quiet);
+        let progress: std::sync::Arc<dyn crate::progress::Progress> = match &board {
+            Some(board) => std::sync::Arc::new(crate::dashboard::Tee::new(
+                terminal,
+                crate::dashboard::Sink::Board(board.clone()),
+            )),
+            None if progress_lines => std::sync::Arc::new(crate::dashboard::Tee::new(
+                terminal,
+                crate::dashboard::Sink::Lines,
+            )),
+            None => terminal.into(),
+        };
+        let launch = target_launch.unwrap_or(ServerLaunch::Spawn {
+            exe,
+            link: link.clone(),
+        });
+        let outcome = runner::run_scenario(&scenario, &launch, &interrupt, progress).await;
+        let mut environment = environment;
+        environment.set_reference_steps(outcome.reference_steps_ns.clone());
+        let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
+        summary.warnings.extend(concurrent.err());
+        let dir = results_path(results_dir, &scenario.name, &started_at_utc);
+        let dir = match write_results(&summary, &outcome.transports, dir) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FAILED;
+            }
+        };
+        if part {
+            return ending_code(outcome.ending);
+        }
+        let code = finish(&summary, &dir, outcome.ending, json);
+        tell_board(board.as_deref(), &dir, &[&summary]).await;
+        code
     }
-    let code = finish(&summary, &dir, outcome.ending, json);
-    tell_board(board.as_deref(), &dir, &[&summary]).await;
+    .await;
+    if let Some(board) = &board {
+        board
+            .abandon(&format!(
+                "the run ended (exit {code}) without final figures: its terminal says why"
+            ))
+            .await;
+    }
     code
 }
 

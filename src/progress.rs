@@ -36,6 +36,9 @@ pub struct Live {
     /// The second (counted from the transport's start) the figures below
     /// are of: the last one every worker has reported.
     pub second: Option<u64>,
+    /// When that second began, on the run's clock ([`crate::clock`]): it
+    /// is a second or two behind the phase being run.
+    pub second_started_ns: Option<u64>,
     /// Events delivered in that second.
     pub delivered_per_s: Option<u64>,
     /// Latency p50 of that second, µs.

@@ -491,16 +491,20 @@ async fn run_transport(
         },
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<IntervalReport>();
-    let merged: Arc<Mutex<BTreeMap<u64, IntervalReport>>> = Arc::default();
+    // Each second merged over the workers, with how many have reported it.
+    let merged: Arc<Mutex<BTreeMap<u64, (IntervalReport, usize)>>> = Arc::default();
     let collector = {
         let merged = merged.clone();
         tokio::spawn(async move {
             while let Some(r) = rx.recv().await {
                 let mut m = merged.lock().expect("interval lock");
                 match m.get_mut(&r.index) {
-                    Some(existing) => existing.merge(&r),
+                    Some((existing, reporters)) => {
+                        existing.merge(&r);
+                        *reporters += 1;
+                    }
                     None => {
-                        m.insert(r.index, r);
+                        m.insert(r.index, (r, 1));
                     }
                 }
             }
@@ -541,7 +545,7 @@ async fn run_transport(
     let ticker = tokio::spawn(report_live(
         control.clone(),
         merged.clone(),
-        u64::from(scenario.clients.here()),
+        (u64::from(scenario.clients.here()), workers.len()),
         progress.clone(),
     ));
     if run.incomplete_reason.is_none() {
@@ -638,6 +642,7 @@ async fn run_transport(
     let _ = collector.await;
     run.intervals = std::mem::take(&mut *merged.lock().expect("interval lock"))
         .into_values()
+        .map(|(second, _)| second)
         .collect();
     run.totals = run
         .intervals
@@ -729,16 +734,17 @@ async fn probe_link(
     })
 }
 
-/// Feeds the progress display twice a second from the last settled second.
+/// Feeds the progress display twice a second from the newest second
+/// every worker has reported (an earlier one would show a share of the
+/// clients as the whole).
 async fn report_live(
     control: Arc<Control>,
-    merged: Arc<Mutex<BTreeMap<u64, IntervalReport>>>,
-    clients: u64,
+    merged: Arc<Mutex<BTreeMap<u64, (IntervalReport, usize)>>>,
+    (clients, workers): (u64, usize),
     progress: Arc<dyn Progress>,
 ) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let second = clock::now_ns().saturating_sub(control.base_ns) / SEC;
         let mut live = Live {
             clients,
             connected: control.connected.load(std::sync::atomic::Ordering::Relaxed),
@@ -746,10 +752,11 @@ async fn report_live(
         };
         {
             let m = merged.lock().expect("interval lock");
-            live.errors = m.values().map(|i| i.errors).sum();
-            // Two seconds back: every worker has reported it by now.
-            if let Some((k, i)) = second.checked_sub(2).and_then(|k| Some((k, m.get(&k)?))) {
+            live.errors = m.values().map(|(i, _)| i.errors).sum();
+            let settled = m.iter().rev().find(|(_, (_, n))| *n >= workers);
+            if let Some((&k, (i, _))) = settled {
                 live.second = Some(k);
+                live.second_started_ns = Some(control.base_ns + k * SEC);
                 live.delivered_per_s = Some(i.delivered);
                 let at = |q| (!i.latency.is_empty()).then(|| i.latency.value_at_quantile(q));
                 live.p50_us = at(0.5);

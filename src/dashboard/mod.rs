@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::progress::{Live, Phase, Progress};
 use crate::report::summary::Summary;
@@ -57,6 +58,8 @@ pub enum Update {
     /// About twice a second while a transport runs.
     Live {
         transport: String,
+        /// The phase `second` fell in (the phase being run when there is
+        /// no second yet): the figures lag the run by a second or two.
         phase: String,
         clients: u64,
         connected: u64,
@@ -68,11 +71,13 @@ pub enum Update {
     },
     /// A transport ended; `note` says how.
     Done { transport: String, note: String },
-    /// The run ended: its figures as written to summary.json.
+    /// The run ended: its figures as written to summary.json, or, when
+    /// it ended without results, `reason` says why.
     Finished {
         results: String,
         complete: bool,
         rows: Vec<FinalRow>,
+        reason: Option<String>,
     },
 }
 
@@ -120,6 +125,7 @@ impl Update {
             results: results.display().to_string(),
             complete: summaries.iter().all(|s| s.complete),
             rows,
+            reason: None,
         }
     }
 }
@@ -132,28 +138,45 @@ pub struct Dashboard {
     tx: broadcast::Sender<Arc<str>>,
     /// The address it listens on (the port chosen when 0 was asked).
     pub addr: SocketAddr,
+    /// Cancelled once the final figures are pushed: the server then
+    /// finishes the responses it has begun (each page's stream ends after
+    /// the final figures) and stops.
+    shutdown: CancellationToken,
+    serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether the run's end has been pushed (see [`Dashboard::abandon`]).
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Dashboard {
-    /// Listens on `addr` and serves the page until the process ends. Fails
-    /// (before anything else starts) when the address cannot be had.
+    /// Listens on `addr` and serves the page until [`Dashboard::finish`].
+    /// Fails (before anything else starts) when the address cannot be had.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Arc<Dashboard>> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let (tx, _) = broadcast::channel(4096);
+        let shutdown = CancellationToken::new();
         let board = Arc::new(Dashboard {
             history: Mutex::new(Vec::new()),
             tx,
             addr: listener.local_addr()?,
+            shutdown: shutdown.clone(),
+            serving: Mutex::new(None),
+            finished: std::sync::atomic::AtomicBool::new(false),
         });
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/", get(page))
             .route("/events", get(events))
             .with_state(board.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+        if addr.ip().is_loopback() {
+            app = app.layer(axum::middleware::from_fn(loopback_host_only));
+        }
+        let serving = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await });
+            if let Err(e) = serve.await {
                 eprintln!("warning: the dashboard stopped serving: {e}");
             }
         });
+        *board.serving.lock().expect("dashboard lock") = Some(serving);
         Ok(board)
     }
 
@@ -183,11 +206,32 @@ impl Dashboard {
     /// open page has been sent them, so a page keeps them after the run
     /// process ends.
     pub async fn finish(&self, update: &Update, limit: Duration) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.push(update);
-        let give_up = tokio::time::Instant::now() + limit;
-        while self.tx.receiver_count() > 0 && tokio::time::Instant::now() < give_up {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        self.shutdown.cancel();
+        let serving = self.serving.lock().expect("dashboard lock").take();
+        if let Some(serving) = serving {
+            // The graceful shutdown waits for every open stream, and each
+            // ends once the final figures are written to its socket.
+            let _ = tokio::time::timeout(limit, serving).await;
         }
+    }
+
+    /// The end of a run that stopped before it had final figures (no
+    /// results written, parts not joined): the page says so instead of
+    /// waiting for them. Does nothing after [`Dashboard::finish`].
+    pub async fn abandon(&self, reason: &str) {
+        if self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let update = Update::Finished {
+            results: String::new(),
+            complete: false,
+            rows: Vec::new(),
+            reason: Some(reason.to_owned()),
+        };
+        self.finish(&update, Duration::from_secs(2)).await;
     }
 
     fn follow(&self) -> (Vec<Arc<str>>, broadcast::Receiver<Arc<str>>) {
@@ -196,6 +240,25 @@ impl Dashboard {
         let history = self.history.lock().expect("dashboard lock");
         (history.clone(), self.tx.subscribe())
     }
+}
+
+/// A page bound to loopback answers only requests that name a loopback
+/// host: a web page elsewhere cannot reach it through a host name that
+/// resolves to 127.0.0.1 (DNS rebinding).
+async fn loopback_host_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    if !host.is_some_and(|a| crate::server::is_loopback_host(a.host())) {
+        return (
+            http::StatusCode::FORBIDDEN,
+            "the dashboard listens on loopback and answers only loopback host names (localhost, 127.x.x.x, [::1])\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn page() -> impl IntoResponse {
@@ -215,17 +278,14 @@ async fn events(
         }
         let next = match past.next() {
             Some(json) => json,
-            None => loop {
-                match rx.as_mut()?.recv().await {
-                    Ok(json) => break json,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            },
+            // A page too slow to keep up has missed updates: its stream
+            // ends, and on reconnecting it is sent the whole run again.
+            None => rx.as_mut()?.recv().await.ok()?,
         };
         let last = next.starts_with(r#"{"type":"finished""#);
         if last {
-            // Subscribed no longer: the run's wait counts this page done.
+            // Subscribed no longer: the stream ends after this event, and
+            // with it the server's graceful shutdown once every page has it.
             rx = None;
         }
         Some((Ok(Event::default().data(&*next)), (past, rx, last)))
@@ -248,19 +308,25 @@ impl Sink {
             Sink::Board(board) => board.push(update),
             Sink::Lines => {
                 let line = serde_json::to_string(update).expect("updates serialize");
-                // A parent that stopped reading costs the run nothing.
+                // The parent reads every line as it comes (a pipe it
+                // drains); one that has gone makes the write fail, which
+                // costs the run nothing.
                 let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
         }
     }
 }
 
+/// When each phase of a transport began, on the run's clock.
+type PhaseStarts = Vec<(u64, Phase)>;
+
 /// The terminal's progress and the dashboard's, from the same calls.
 pub struct Tee {
     inner: Box<dyn Progress>,
     sink: Sink,
-    /// The transport and phase the live figures are of.
-    current: Mutex<Option<(TransportKind, Phase)>>,
+    /// The transport being run and when each of its phases began (on the
+    /// run's clock), to label each live second with the phase it fell in.
+    current: Mutex<Option<(TransportKind, PhaseStarts)>>,
 }
 
 impl Tee {
@@ -273,10 +339,31 @@ impl Tee {
     }
 }
 
+/// The phase in effect at the middle of the second that began at
+/// `second_started_ns`; the latest phase without a second.
+fn phase_of(phases: &[(u64, Phase)], second_started_ns: Option<u64>) -> Option<Phase> {
+    let Some(start) = second_started_ns else {
+        return phases.last().map(|(_, p)| *p);
+    };
+    let middle = start + 500_000_000;
+    phases
+        .iter()
+        .take_while(|(began, _)| *began <= middle)
+        .last()
+        .or(phases.first())
+        .map(|(_, p)| *p)
+}
+
 impl Progress for Tee {
     fn phase(&self, transport: TransportKind, phase: Phase, length: Duration, note: &str) {
         self.inner.phase(transport, phase, length, note);
-        *self.current.lock().expect("tee lock") = Some((transport, phase));
+        let now = crate::clock::now_ns();
+        let mut current = self.current.lock().expect("tee lock");
+        match current.as_mut() {
+            Some((t, phases)) if *t == transport => phases.push((now, phase)),
+            _ => *current = Some((transport, vec![(now, phase)])),
+        }
+        drop(current);
         self.sink.send(&Update::Phase {
             transport: transport.name().to_owned(),
             phase: phase.name().to_owned(),
@@ -287,8 +374,15 @@ impl Progress for Tee {
 
     fn live(&self, live: &Live) {
         self.inner.live(live);
-        let Some((transport, phase)) = *self.current.lock().expect("tee lock") else {
-            return;
+        let (transport, phase) = {
+            let current = self.current.lock().expect("tee lock");
+            let Some((transport, phases)) = current.as_ref() else {
+                return;
+            };
+            let Some(phase) = phase_of(phases, live.second_started_ns) else {
+                return;
+            };
+            (*transport, phase)
         };
         self.sink.send(&Update::Live {
             transport: transport.name().to_owned(),
@@ -349,6 +443,7 @@ mod tests {
             results: "r".into(),
             complete: true,
             rows: vec![],
+            reason: None,
         };
         board.finish(&finished, Duration::from_secs(5)).await;
         assert_eq!(board.tx.receiver_count(), 0, "the page was sent the end");
@@ -364,5 +459,62 @@ mod tests {
         assert_eq!(updates.len(), 2, "{body}");
         assert!(matches!(updates[0], Update::Done { .. }));
         assert_eq!(updates[1], finished);
+    }
+
+    #[tokio::test]
+    async fn a_page_on_loopback_answers_only_loopback_host_names() {
+        let board = Dashboard::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let status = |host: String| {
+            let request = http.get(board.url()).header("host", host);
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        let port = board.addr.port();
+        assert_eq!(status(format!("127.0.0.1:{port}")).await, 200);
+        assert_eq!(status(format!("localhost:{port}")).await, 200);
+        // A name that resolves to 127.0.0.1 for a page elsewhere.
+        assert_eq!(status(format!("rebound.example:{port}")).await, 403);
+        assert_eq!(status("127.0.0.1.example".into()).await, 403);
+    }
+
+    #[tokio::test]
+    async fn a_run_without_results_ends_the_page_saying_why_and_only_once() {
+        let board = Dashboard::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        board.abandon("exit 1").await;
+        board.abandon("again").await;
+        let history = board.history.lock().unwrap().clone();
+        assert_eq!(history.len(), 1);
+        let Update::Finished { reason, rows, .. } = serde_json::from_str(&history[0]).unwrap()
+        else {
+            panic!("{history:?}");
+        };
+        assert_eq!(reason.as_deref(), Some("exit 1"));
+        assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn a_live_second_is_labelled_with_the_phase_it_fell_in() {
+        let s = 1_000_000_000;
+        let phases = [
+            (10 * s, Phase::Connect),
+            (12 * s, Phase::Warmup),
+            (14 * s, Phase::Measure),
+        ];
+        assert_eq!(phase_of(&phases, None), Some(Phase::Measure));
+        // Its middle decides: the second from 13 s is warm-up; one whose
+        // middle is past 14 s, measure.
+        assert_eq!(phase_of(&phases, Some(13 * s)), Some(Phase::Warmup));
+        assert_eq!(
+            phase_of(&phases, Some(13 * s + s / 2 + 1)),
+            Some(Phase::Measure)
+        );
+        assert_eq!(phase_of(&phases, Some(11 * s)), Some(Phase::Connect));
+        // Before the first phase was announced: the first.
+        assert_eq!(phase_of(&phases, Some(5 * s)), Some(Phase::Connect));
+        assert_eq!(phase_of(&[], Some(5 * s)), None);
     }
 }

@@ -275,7 +275,8 @@ async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next
     next.run(req).await
 }
 
-fn is_loopback_host(host: &str) -> bool {
+/// localhost, 127.x.x.x or [::1] (brackets optional).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

@@ -11,6 +11,18 @@ fn pushbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pushbench"))
 }
 
+/// A run that is killed if the test fails before waiting for it.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Runs the tiny scenario over `transports` with a dashboard, follows its
 /// feed from after the start (as a page opened late does) to the end, and
 /// returns the updates and the run's summary.json.
@@ -20,15 +32,18 @@ async fn followed_run(transports: &str) -> (Vec<Update>, serde_json::Value) {
     // Long enough for live figures: each tells of a second two back.
     let text = crate::util::tiny_scenario(transports, "json").replace("1500ms", "3s");
     std::fs::write(&scenario, text).unwrap();
-    let mut child = pushbench()
-        .args(["run", "--quiet", "--dashboard", "127.0.0.1:0"])
-        .arg(&scenario)
-        .arg("--results-dir")
-        .arg(dir.path().join("results"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = Running(Some(
+        pushbench()
+            .args(["run", "--quiet", "--dashboard", "127.0.0.1:0"])
+            .arg(&scenario)
+            .arg("--results-dir")
+            .arg(dir.path().join("results"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = run.0.as_mut().unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -63,6 +78,7 @@ async fn followed_run(transports: &str) -> (Vec<Update>, serde_json::Value) {
     .await
     .expect("the feed ends with the run")
     .unwrap();
+    let mut child = run.0.take().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -91,17 +107,26 @@ fn check_run(updates: &[Update], summary: &serde_json::Value, transports: &[&str
         updates[0]
     );
     // Each transport in turn: its phases in order, live figures, its end.
+    let order = ["connect", "warm-up", "measure", "drain"];
+    let rank = |p: &str| order.iter().position(|o| *o == p).expect("a known phase");
     let mut at = 1;
     for t in transports {
         let mut phases = Vec::new();
         let mut delivering = 0;
+        // Live seconds come in order, each labelled with the phase it fell
+        // in: never a later phase than the one being run.
+        let mut last_live: Option<(u64, usize)> = None;
         loop {
-            match &updates[at] {
+            let Some(update) = updates.get(at) else {
+                panic!("{t}: the feed ended before its end: {:?}", &updates[1..]);
+            };
+            match update {
                 Update::Phase {
                     transport, phase, ..
                 } if transport == t => phases.push(phase.as_str()),
                 Update::Live {
                     transport,
+                    phase,
                     delivered_per_s,
                     second,
                     connected,
@@ -109,6 +134,19 @@ fn check_run(updates: &[Update], summary: &serde_json::Value, transports: &[&str
                     ..
                 } if transport == t => {
                     assert!(connected <= clients);
+                    let running = rank(phases.last().expect("a phase before live figures"));
+                    assert!(
+                        rank(phase) <= running,
+                        "{t}: {phase} while running {running}"
+                    );
+                    if let Some(second) = second {
+                        let now = (*second, rank(phase));
+                        assert!(
+                            last_live.is_none_or(|l| l <= now),
+                            "{t}: {last_live:?} then {now:?}"
+                        );
+                        last_live = Some(now);
+                    }
                     if delivered_per_s.is_some_and(|d| d > 0) {
                         assert!(second.is_some());
                         delivering += 1;
@@ -123,15 +161,15 @@ fn check_run(updates: &[Update], summary: &serde_json::Value, transports: &[&str
             }
             at += 1;
         }
-        assert_eq!(phases, ["connect", "warm-up", "measure", "drain"], "{t}");
+        assert_eq!(phases, order, "{t}");
         assert!(delivering > 0, "{t}: no live second with deliveries");
     }
-    let Update::Finished {
+    let Some(Update::Finished {
         rows,
         complete,
         results,
-        ..
-    } = &updates[at]
+        reason: None,
+    }) = updates.get(at)
     else {
         panic!("no final figures: {:?}", &updates[at..]);
     };
