@@ -952,6 +952,18 @@ fn check_results_dir(dir: &Path) -> Result<(), String> {
             dir.display()
         )
     };
+    // The first file on the path names the mistake better than the
+    // system's "File exists" or "Not a directory".
+    if let Some(file) = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.is_file())
+    {
+        return Err(format!(
+            "--results-dir {}: {} is a file, not a directory; give a directory this user can write (default: results)",
+            dir.display(),
+            file.display()
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| what(e, "cannot create it"))?;
     tempfile::tempfile_in(dir).map_err(|e| what(e, "cannot write in it"))?;
     Ok(())

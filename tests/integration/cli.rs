@@ -437,11 +437,28 @@ fn a_results_dir_that_cannot_be_written_is_refused_before_the_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("--results-dir {}", file.display())),
+        stderr.contains(&format!(
+            "--results-dir {}: {} is a file, not a directory",
+            file.display(),
+            file.display()
+        )),
         "{stderr}"
     );
     // Refused before anything started: no phase ran.
     assert!(!stderr.contains("connect"), "{stderr}");
+    // A path under the file names the file.
+    let under = file.join("results");
+    let out = pushbench()
+        .args(["run", scenario.to_str().unwrap(), "--results-dir"])
+        .arg(&under)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is a file, not a directory", file.display())),
+        "{stderr}"
+    );
 }
 
 fn validate(args: &[&str]) -> (i32, String, String) {
