@@ -296,7 +296,10 @@ pub type Started = Vec<(Arc<str>, u64)>;
 /// by all of them. Dropping it unregisters the wake-up.
 pub struct Subscriber {
     id: u64,
-    notify: Arc<Notify>,
+    /// Made and registered with every topic at the first wait, not at
+    /// subscription: a long poll answered at once (the usual case under
+    /// load) never allocates it nor touches the topics' waiter lists.
+    notify: Option<Arc<Notify>>,
     topics: Vec<(Arc<Topic>, u64)>,
     /// Round-robin start, so a capped drain does not always favour topic 0.
     next_topic: usize,
@@ -311,10 +314,9 @@ impl Subscriber {
         entries: &[(String, Option<u64>)],
     ) -> Result<(Subscriber, Started), SubscribeError> {
         let id = hub.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let notify = Arc::new(Notify::new());
         let mut sub = Subscriber {
             id,
-            notify,
+            notify: None,
             topics: Vec::with_capacity(entries.len()),
             next_topic: 0,
         };
@@ -324,7 +326,7 @@ impl Subscriber {
                 return Err(SubscribeError::InvalidTopic(name.clone()));
             }
             let topic = hub.topic(name)?;
-            let mut state = topic.state.lock().expect("topic lock");
+            let state = topic.state.lock().expect("topic lock");
             let cursor = match *cursor {
                 Some(c) if c > state.head => {
                     return Err(SubscribeError::CursorAhead {
@@ -339,9 +341,6 @@ impl Subscriber {
                     state.head
                 }
             };
-            // Registered under the same lock that fixed the cursor, so no
-            // event can slip in between without a wake-up.
-            state.waiters.push((id, sub.notify.clone()));
             drop(state);
             sub.topics.push((topic, cursor));
         }
@@ -350,8 +349,30 @@ impl Subscriber {
 
     /// Waits until some subscribed topic may have events after its cursor.
     /// A wake-up that arrives while the subscriber is busy is kept, not lost.
-    pub async fn changed(&self) {
-        self.notify.notified().await
+    pub async fn changed(&mut self) {
+        if self.notify.is_none() {
+            self.register();
+        }
+        self.notify
+            .as_ref()
+            .expect("registered above")
+            .notified()
+            .await
+    }
+
+    /// Registers the wake-up with every topic. Under each topic's lock, an
+    /// event published after the cursor since the last drain (it woke
+    /// nobody) leaves a wake-up pending, so none slips in unnoticed.
+    fn register(&mut self) {
+        let notify = Arc::new(Notify::new());
+        for (topic, cursor) in &self.topics {
+            let mut state = topic.state.lock().expect("topic lock");
+            if state.head != *cursor {
+                notify.notify_one();
+            }
+            state.waiters.push((self.id, notify.clone()));
+        }
+        self.notify = Some(notify);
     }
 
     /// Hands out, in order per topic, what has been published after the
@@ -405,6 +426,9 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if self.notify.is_none() {
+            return;
+        }
         for (topic, _) in &self.topics {
             let mut state = topic.state.lock().expect("topic lock");
             if let Some(pos) = state.waiters.iter().position(|(id, _)| *id == self.id) {
@@ -529,15 +553,23 @@ mod tests {
             },
         );
         let topic = hub.topic("A").unwrap();
-        let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        // Before its first wait: the wake-up is registered then, and finds
+        // the event the subscriber has not read.
+        hub.publish(&topic, 0, b"");
+        tokio::time::timeout(std::time::Duration::from_secs(5), sub.changed())
+            .await
+            .expect("woken");
+        // Registered, read up, then busy elsewhere while another arrives.
+        sub.drain(usize::MAX, usize::MAX, &mut |_| {});
         hub.publish(&topic, 0, b"");
         tokio::time::timeout(std::time::Duration::from_secs(5), sub.changed())
             .await
             .expect("woken");
     }
 
-    #[test]
-    fn dropped_subscribers_unregister() {
+    #[tokio::test]
+    async fn subscribers_register_at_their_first_wait_and_unregister_when_dropped() {
         let hub = Hub::new(
             Encoding::Json,
             HubLimits {
@@ -546,8 +578,15 @@ mod tests {
             },
         );
         let topic = hub.topic("A").unwrap();
+        let waiters = || topic.state.lock().unwrap().waiters.len();
         let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
-        assert_eq!(topic.state.lock().unwrap().waiters.len(), 1);
+        assert_eq!(waiters(), 0, "a subscription answered at once never waits");
+        drop(sub);
+        assert_eq!(waiters(), 0);
+        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), sub.changed());
+        assert!(quiet.await.is_err(), "nothing was published");
+        assert_eq!(waiters(), 1);
         drop(sub);
         assert_eq!(topic.state.lock().unwrap().waiters.len(), 0);
         assert_eq!(hub.heads(), BTreeMap::from([("A".to_string(), 0)]));

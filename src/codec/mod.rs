@@ -688,9 +688,11 @@ pub fn parse_cursor(text: &str) -> Result<Vec<CursorEntry>, String> {
         ));
     }
     let mut entries: Vec<CursorEntry> = Vec::with_capacity(n);
-    // A set, not a scan of what came before: duplicates are found in linear
-    // time (pairwise, 100,000 topics froze the server for 27 s).
-    let mut seen = std::collections::HashSet::with_capacity(n);
+    // Past a few topics a set, not a scan of what came before: duplicates
+    // are found in linear time (pairwise, 100,000 topics froze the server
+    // for 27 s). A few are compared directly, without allocating a set for
+    // every long poll.
+    let mut seen = (n > 8).then(|| std::collections::HashSet::with_capacity(n));
     for part in text.split(',') {
         let (topic, cursor) = match part.split_once(':') {
             Some((t, c)) => {
@@ -706,7 +708,11 @@ pub fn parse_cursor(text: &str) -> Result<Vec<CursorEntry>, String> {
                 "invalid topic name {topic:?}: 1 to 64 of A-Z a-z 0-9 _ - ."
             ));
         }
-        if !seen.insert(topic) {
+        let twice = match &mut seen {
+            Some(set) => !set.insert(topic),
+            None => entries.iter().any(|(t, _)| t == topic),
+        };
+        if twice {
             return Err(format!("topic {topic:?} named twice"));
         }
         entries.push((topic.to_string(), cursor));
