@@ -984,6 +984,17 @@ mod tests {
         ]
     }
 
+    /// `buf` cut at `at`, with the byte there replaced, and with `byte`
+    /// inserted there as well (`at` taken modulo the length).
+    fn corruptions(buf: &[u8], at: usize, byte: u8) -> [Vec<u8>; 3] {
+        let i = at % buf.len();
+        let mut replaced = buf.to_vec();
+        replaced[i] = byte;
+        let mut inserted = replaced.clone();
+        inserted.insert(i, byte);
+        [buf[..i].to_vec(), replaced, inserted]
+    }
+
     proptest::proptest! {
         #[test]
         fn the_json_scanner_answers_as_the_parser_does(
@@ -1000,13 +1011,9 @@ mod tests {
                 .all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\');
             proptest::prop_assert_eq!(scan_event(&buf).is_some(), plain);
             same_as_parser(&buf)?;
-            let i = at % buf.len();
-            same_as_parser(&buf[..i])?;
-            let mut corrupt = buf.to_vec();
-            corrupt[i] = byte;
-            same_as_parser(&corrupt)?;
-            corrupt.insert(i, byte);
-            same_as_parser(&corrupt)?;
+            for corrupt in corruptions(&buf, at, byte) {
+                same_as_parser(&corrupt)?;
+            }
         }
 
         #[test]
@@ -1021,11 +1028,9 @@ mod tests {
             }
             let body = batch.finish().to_vec();
             same_batch_as_parser(&body)?;
-            let i = at % body.len();
-            same_batch_as_parser(&body[..i])?;
-            let mut corrupt = body.clone();
-            corrupt[i] = byte;
-            same_batch_as_parser(&corrupt)?;
+            for corrupt in corruptions(&body, at, byte) {
+                same_batch_as_parser(&corrupt)?;
+            }
         }
     }
 

@@ -429,36 +429,26 @@ fn a_results_dir_that_cannot_be_written_is_refused_before_the_run() {
     .unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
-    let out = pushbench()
-        .args(["run", scenario.to_str().unwrap(), "--results-dir"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let refused = |results_dir: &std::path::Path| {
+        let (code, _, stderr) = outcome(
+            pushbench()
+                .args(["run", scenario.to_str().unwrap(), "--results-dir"])
+                .arg(results_dir),
+        );
+        assert_eq!(code, 2, "{stderr}");
+        // Refused before anything started: no phase ran.
+        assert!(!stderr.contains("connect"), "{stderr}");
+        stderr
+    };
+    let is_a_file = format!("{} is a file, not a directory", file.display());
+    let stderr = refused(&file);
     assert!(
-        stderr.contains(&format!(
-            "--results-dir {}: {} is a file, not a directory",
-            file.display(),
-            file.display()
-        )),
+        stderr.contains(&format!("--results-dir {}: {is_a_file}", file.display())),
         "{stderr}"
     );
-    // Refused before anything started: no phase ran.
-    assert!(!stderr.contains("connect"), "{stderr}");
     // A path under the file names the file.
-    let under = file.join("results");
-    let out = pushbench()
-        .args(["run", scenario.to_str().unwrap(), "--results-dir"])
-        .arg(&under)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{} is a file, not a directory", file.display())),
-        "{stderr}"
-    );
+    let stderr = refused(&file.join("results"));
+    assert!(stderr.contains(&is_a_file), "{stderr}");
 }
 
 fn validate(args: &[&str]) -> (i32, String, String) {
