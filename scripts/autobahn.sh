@@ -1,32 +1,39 @@
 #!/usr/bin/env bash
-# WebSocket conformance: the Autobahn|Testsuite fuzzing client (wstest -m
-# fuzzingclient, autobahntestsuite 0.8.2, Python 2.7) against the bundled
-# server's echo route ws://127.0.0.1:PORT/echo, cases 1-7 and 9
-# (12.* and 13.*, permessage-deflate, are left out).
+# WebSocket conformance with the Autobahn|Testsuite (autobahntestsuite
+# 0.8.2, Python 2.7), both ends of pushbench:
+#   server  wstest -m fuzzingclient against the bundled server's echo route
+#           ws://127.0.0.1:PORT/echo, cases 1-7 and 9;
+#   client  wstest -m fuzzingserver, driven by the generator's WebSocket
+#           client (src/client/ws.rs, pushbench's own codec) as an echo
+#           client (examples/autobahn_client.rs), cases 1-7, 9 and 10.
+# 12.* and 13.* (permessage-deflate) are left out on both sides.
 #
-#     scripts/autobahn.sh [--no-build] [--install-only] [--check-only]
-#                         [--out DIR] [--expected FILE]
+#     scripts/autobahn.sh [--side server|client|both] [--no-build]
+#                         [--install-only] [--check-only] [--out DIR]
 #
-#   --no-build      use target/release/pushbench as it is (default: cargo build --release)
+#   --side          which end to test (default both)
+#   --no-build      use target/release/pushbench and
+#                   target/release/examples/autobahn_client as they are
+#                   (default: cargo build --release)
 #   --install-only  only make sure the Python 2.7 virtualenv is there (target/autobahn-venv)
-#   --check-only    run nothing; judge the report already in DIR/report/index.json
-#   --out DIR       spec, logs and report go here (default target/autobahn)
-#   --expected FILE the accepted non-OK results (default scripts/autobahn-expected.json)
+#   --check-only    run nothing; judge the reports already in DIR/SIDE/report/index.json
+#   --out DIR       DIR/server and DIR/client get spec, logs and report (default target/autobahn)
 #
 # Environment: AUTOBAHN_PYTHON2 (a python2.7 to use), AUTOBAHN_TIMEOUT (bound
-# of the wstest run in seconds, default 900), AUTOBAHN_INSTALL_TIMEOUT
+# of each wstest run in seconds, default 900), AUTOBAHN_INSTALL_TIMEOUT
 # (bound of the virtualenv install, default 900).
 #
-# The expected-results file maps a case id to the result that is accepted
-# for it, and why:
+# The accepted non-OK results of each side are in
+# scripts/autobahn-expected-server.json and scripts/autobahn-expected-client.json,
+# which map a case id to the result that is accepted for it, and why:
 #     {"7.1.6": {"behavior": "INFORMATIONAL", "behaviorClose": "INFORMATIONAL",
 #                "reason": "256K message, close, then a ping: the suite only records what happens"}}
 # "behaviorClose" may be left out and then means "OK". The run fails (exit 1)
 # on any FAILED (behavior or behaviorClose, listed or not), on any case that
 # is not OK/OK and not listed, on a listed case whose result differs (also
 # when it is now OK: drop the entry), on a listed case that was not run, and
-# on any case of the selection missing from the report (server died, run cut).
-# Exit 2: something needed is missing (python2.7, the server binary).
+# on any case of the selection missing from the report (peer died, run cut).
+# Exit 2: something needed is missing (python2.7, a binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,15 +41,19 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 build=1
 mode=run
+side=both
 out=target/autobahn
-expected=scripts/autobahn-expected.json
 while [ $# -gt 0 ]; do
   case "$1" in
+    --side)
+      side=${2:?--side needs server, client or both}; shift
+      case "$side" in server|client|both) ;; *)
+        echo "autobahn: --side $side: allowed are server, client, both" >&2; exit 2 ;;
+      esac ;;
     --no-build) build=0 ;;
     --install-only) mode=install ;;
     --check-only) mode=check ;;
     --out) out=${2:?--out needs a directory}; shift ;;
-    --expected) expected=${2:?--expected needs a file}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "autobahn: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -50,13 +61,13 @@ while [ $# -gt 0 ]; do
 done
 
 venv=target/autobahn-venv
-report="$out/report"
 agent=pushbench
 run_timeout=${AUTOBAHN_TIMEOUT:-900}
 install_timeout=${AUTOBAHN_INSTALL_TIMEOUT:-900}
 # Largest message of cases 9.* (9.1.6, 9.2.6): 16 MiB.
 max_message=$((16 * 1024 * 1024))
-cases_json='["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"]'
+server_cases_json='["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"]'
+client_cases_json='["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]'
 exclude_json='["12.*", "13.*"]'
 
 # Every package of the virtualenv, pinned: installed with --no-deps, so
@@ -157,13 +168,15 @@ EOF
   echo "== Autobahn|Testsuite installed in $((SECONDS - start)) s"
 }
 
-# Judge a report: print the counts and the non-OK cases, exit 1 on what the
-# header above names.
+# Judge one side's report: print the counts and the non-OK cases, exit 1 on
+# what the header above names.  check_report SIDE
 check_report() {
-  python3 - "$report/index.json" "$expected" "$out/cases.json" "$agent" <<'PY'
+  local dir="$out/$1"
+  python3 - "$dir/report/index.json" "scripts/autobahn-expected-$1.json" "$dir/cases.json" "$agent" "$1" <<'PY'
 import json, os, re, sys
 
-index_path, expected_path, cases_path, agent = sys.argv[1:5]
+index_path, expected_path, cases_path, agent, side = sys.argv[1:6]
+mode = {"server": "fuzzingclient", "client": "fuzzingserver"}[side]
 KNOWN = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED",
          "WRONG CODE", "UNCLEAN", "FAILED BY CLIENT", "NO_CLOSE"]
 SHOWN = KNOWN[:5]
@@ -174,7 +187,7 @@ def key(case_id):
 
 
 def fail(msg):
-    print("autobahn: " + msg)
+    print(f"autobahn ({side}): " + msg)
     sys.exit(1)
 
 
@@ -212,7 +225,7 @@ except (OSError, ValueError) as e:
     fail(f"no report to judge ({index_path}: {e})")
 if agent not in index:
     fail(f"{index_path} has no results for agent {agent!r} (has {sorted(index)}); "
-         "the server was probably not reachable")
+         "the peer was probably not reachable")
 results = index[agent]
 others = sorted(set(index) - {agent})
 
@@ -226,10 +239,10 @@ if os.path.exists(cases_path):
     missing = sorted(set(selection) - set(results), key=key)
     if missing:
         problems.append(f"{len(missing)} of {len(selection)} selected cases have no result "
-                        f"(server died or the run was cut?): {', '.join(missing[:20])}"
+                        f"(peer died or the run was cut?): {', '.join(missing[:20])}"
                         + (" ..." if len(missing) > 20 else ""))
 else:
-    print(f"autobahn: note: {cases_path} is missing; not checking that every selected case ran")
+    print(f"autobahn ({side}): note: {cases_path} is missing; not checking that every selected case ran")
 
 counts = {"behavior": {}, "behaviorClose": {}}
 for r in results.values():
@@ -237,7 +250,7 @@ for r in results.values():
         v = r.get(field, "?")
         counts[field][v] = counts[field].get(v, 0) + 1
 
-print(f"Autobahn|Testsuite fuzzingclient: {len(results)} cases for agent {agent}")
+print(f"Autobahn|Testsuite {mode}: {len(results)} cases for agent {agent}")
 for field in ("behavior", "behaviorClose"):
     c = counts[field]
     shown = [f"{v} {c.get(v, 0)}" for v in SHOWN]
@@ -288,14 +301,18 @@ if problems:
 failed = len(results) - passed
 if selection is not None:
     failed += len(set(selection) - set(results))
-print(f"autobahn: {passed} passed, {failed} failed")
+print(f"autobahn ({side}): {passed} passed, {failed} failed")
 sys.exit(1 if problems else 0)
 PY
 }
 
+sides=(server client)
+case "$side" in server|client) sides=("$side") ;; esac
+
 if [ "$mode" = check ]; then
-  check_report
-  exit $?
+  rc=0
+  for sd in "${sides[@]}"; do check_report "$sd" || rc=1; done
+  exit "$rc"
 fi
 
 install_venv
@@ -305,73 +322,50 @@ if [ "$mode" = install ]; then
 fi
 
 if [ "$build" = 1 ]; then
-  cargo build --release --quiet
+  cargo build --release --quiet --bin pushbench --example autobahn_client
 fi
 bin=target/release/pushbench
-if [ ! -x "$bin" ]; then
-  echo "autobahn: $bin is missing (build it, or leave out --no-build)" >&2
-  exit 2
-fi
-
-mkdir -p "$out"
-rm -rf "$report" "$out/cases.json"
-out_abs=$(cd "$out" && pwd)
+client_bin=target/release/examples/autobahn_client
+for b in "$bin" "$client_bin"; do
+  if [ ! -x "$b" ]; then
+    echo "autobahn: $b is missing (build it, or leave out --no-build)" >&2
+    exit 2
+  fi
+done
 wstest_bin="$PWD/$venv/bin/wstest"
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-serve_help=$("$bin" serve --help 2>&1)
-server_args=(serve --listen "127.0.0.1:$port")
-if grep -q -- '--max-message' <<<"$serve_help"; then
-  server_args+=(--max-message "$max_message")
-else
-  echo "autobahn: note: 'pushbench serve' has no --max-message; cases 9.* need messages of up to 16 MiB"
-fi
-# A server ping inside a case is an event the case did not expect (FAILED):
-# no pings during the run.
-if grep -q -- '--heartbeat' <<<"$serve_help"; then
-  server_args+=(--heartbeat 1h)
-fi
-
-cat >"$out/fuzzingclient.json" <<EOF
-{
-  "options": {"failByDrop": false},
-  "outdir": "$out_abs/report",
-  "servers": [{"agent": "$agent", "url": "ws://127.0.0.1:$port/echo"}],
-  "cases": $cases_json,
-  "exclude-cases": $exclude_json,
-  "exclude-agent-cases": {}
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-EOF
-# The case ids the spec selects, to notice any that are missing from the report.
-PYTHONWARNINGS=ignore "$venv/bin/python" - "$out/fuzzingclient.json" >"$out/cases.json" <<'PY'
+
+# The case ids a spec selects, to notice any that are missing from the report.
+selected_cases() {
+  PYTHONWARNINGS=ignore "$venv/bin/python" - "$1" <<'PY'
 import json, sys
 from autobahntestsuite.case import Cases, CaseCategories, CaseSubCategories, CaseSetname, CaseBasename
 from autobahntestsuite.caseset import CaseSet
 spec = json.load(open(sys.argv[1]))
 print(json.dumps(CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories).parseSpecCases(spec)))
 PY
-
-server_pid=
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  if kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null || true
-  fi
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
 }
-trap stop_server EXIT
-trap 'exit 130' INT TERM
 
-echo "== pushbench ${server_args[*]}"
-"$bin" "${server_args[@]}" >"$out/server.log" 2>&1 &
-server_pid=$!
+peer_pid=
+stop_peer() {
+  [ -n "$peer_pid" ] || return 0
+  if kill -0 "$peer_pid" 2>/dev/null; then
+    kill "$peer_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$peer_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$peer_pid" 2>/dev/null || true
+  fi
+  wait "$peer_pid" 2>/dev/null || true
+  peer_pid=
+}
+trap stop_peer EXIT
+trap 'exit 130' INT TERM
 
 # Ready when /echo answers a WebSocket handshake with 101.
 probe() {
-  python3 - "$port" <<'PY'
+  python3 - "$1" <<'PY'
 import base64, os, socket, sys
 port = int(sys.argv[1])
 try:
@@ -395,58 +389,167 @@ print(status or "no answer")
 sys.exit(0 if status.split(" ")[1:2] == ["101"] else 4)
 PY
 }
-ready=0
-for _ in $(seq 1 150); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "autobahn: the server exited at start:" >&2
-    tail -n 20 "$out/server.log" >&2
-    exit 1
+
+# The bundled server, judged by wstest's fuzzing client.
+run_server_side() {
+  local dir="$out/server" dir_abs port serve_help status rc ready server_died start
+  mkdir -p "$dir"
+  rm -rf "$dir/report" "$dir/cases.json"
+  dir_abs=$(cd "$dir" && pwd)
+  port=$(free_port)
+  serve_help=$("$bin" serve --help 2>&1)
+  local server_args=(serve --listen "127.0.0.1:$port")
+  if grep -q -- '--max-message' <<<"$serve_help"; then
+    server_args+=(--max-message "$max_message")
+  else
+    echo "autobahn (server): note: 'pushbench serve' has no --max-message; cases 9.* need messages of up to 16 MiB"
   fi
+  # A server ping inside a case is an event the case did not expect (FAILED):
+  # no pings during the run.
+  if grep -q -- '--heartbeat' <<<"$serve_help"; then
+    server_args+=(--heartbeat 1h)
+  fi
+
+  cat >"$dir/fuzzingclient.json" <<SPEC
+{
+  "options": {"failByDrop": false},
+  "outdir": "$dir_abs/report",
+  "servers": [{"agent": "$agent", "url": "ws://127.0.0.1:$port/echo"}],
+  "cases": $server_cases_json,
+  "exclude-cases": $exclude_json,
+  "exclude-agent-cases": {}
+}
+SPEC
+  selected_cases "$dir/fuzzingclient.json" >"$dir/cases.json"
+
+  echo "== pushbench ${server_args[*]}"
+  "$bin" "${server_args[@]}" >"$dir/server.log" 2>&1 &
+  peer_pid=$!
+  ready=0
+  for _ in $(seq 1 150); do
+    if ! kill -0 "$peer_pid" 2>/dev/null; then
+      echo "autobahn (server): the server exited at start:" >&2
+      tail -n 20 "$dir/server.log" >&2
+      return 1
+    fi
+    set +e
+    status=$(probe "$port")
+    rc=$?
+    set -e
+    if [ "$rc" = 0 ]; then ready=1; break; fi
+    if [ "$rc" = 4 ]; then
+      echo "autobahn (server): ws://127.0.0.1:$port/echo refused the WebSocket handshake ($status): no echo route?" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  if [ "$ready" != 1 ]; then
+    echo "autobahn (server): the server did not listen on 127.0.0.1:$port within 30 s" >&2
+    return 1
+  fi
+
+  echo "== wstest -m fuzzingclient: cases $server_cases_json against ws://127.0.0.1:$port/echo (at most ${run_timeout} s; log $dir/wstest.log)"
+  start=$SECONDS
   set +e
-  status=$(probe)
+  (cd "$dir_abs" && timeout --kill-after=15 "$run_timeout" "$wstest_bin" -m fuzzingclient -s fuzzingclient.json) \
+    >"$dir/wstest.log" 2>&1
   rc=$?
   set -e
-  if [ "$rc" = 0 ]; then ready=1; break; fi
-  if [ "$rc" = 4 ]; then
-    echo "autobahn: ws://127.0.0.1:$port/echo refused the WebSocket handshake ($status): no echo route?" >&2
-    exit 1
+  echo "== wstest finished in $((SECONDS - start)) s (exit $rc)"
+  server_died=0
+  kill -0 "$peer_pid" 2>/dev/null || server_died=1
+  stop_peer
+
+  if [ "$rc" != 0 ]; then
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+      echo "autobahn (server): wstest did not finish within ${run_timeout} s (AUTOBAHN_TIMEOUT)" >&2
+    else
+      echo "autobahn (server): wstest failed (exit $rc):" >&2
+    fi
+    tail -n 30 "$dir/wstest.log" >&2
+    return 1
   fi
-  sleep 0.2
+  if [ "$server_died" = 1 ]; then
+    echo "autobahn (server): the server died during the run; its log's end:"
+    tail -n 20 "$dir/server.log"
+  fi
+  set +e
+  check_report server
+  rc=$?
+  set -e
+  echo "   (report: $dir/report/index.html)"
+  if [ "$server_died" = 1 ]; then return 1; fi
+  return "$rc"
+}
+
+# The generator's client, judged by wstest's fuzzing server.
+run_client_side() {
+  local dir="$out/client" dir_abs port rc ready start
+  mkdir -p "$dir"
+  rm -rf "$dir/report" "$dir/cases.json"
+  dir_abs=$(cd "$dir" && pwd)
+  port=$(free_port)
+  cat >"$dir/fuzzingserver.json" <<SPEC
+{
+  "url": "ws://127.0.0.1:$port",
+  "options": {"failByDrop": false},
+  "outdir": "$dir_abs/report",
+  "cases": $client_cases_json,
+  "exclude-cases": $exclude_json,
+  "exclude-agent-cases": {}
+}
+SPEC
+  selected_cases "$dir/fuzzingserver.json" >"$dir/cases.json"
+
+  echo "== wstest -m fuzzingserver on ws://127.0.0.1:$port: cases $client_cases_json (log $dir/wstest.log)"
+  (cd "$dir_abs" && exec timeout --kill-after=15 "$run_timeout" "$wstest_bin" -m fuzzingserver -s fuzzingserver.json) \
+    >"$dir/wstest.log" 2>&1 &
+  peer_pid=$!
+  ready=0
+  for _ in $(seq 1 150); do
+    if ! kill -0 "$peer_pid" 2>/dev/null; then
+      echo "autobahn (client): the fuzzing server exited at start:" >&2
+      tail -n 20 "$dir/wstest.log" >&2
+      return 1
+    fi
+    if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$port" 2>/dev/null; then
+      ready=1
+      break
+    fi
+    sleep 0.2
+  done
+  if [ "$ready" != 1 ]; then
+    echo "autobahn (client): the fuzzing server did not listen on 127.0.0.1:$port within 30 s" >&2
+    return 1
+  fi
+
+  echo "== $client_bin ws://127.0.0.1:$port $agent (at most ${run_timeout} s; log $dir/client.log)"
+  start=$SECONDS
+  set +e
+  timeout --kill-after=15 "$run_timeout" "$client_bin" "ws://127.0.0.1:$port" "$agent" >"$dir/client.log" 2>&1
+  rc=$?
+  set -e
+  echo "== the client finished in $((SECONDS - start)) s (exit $rc): $(tail -n 1 "$dir/client.log")"
+  # The fuzzing server writes the report when the client asks for it, at
+  # the end: give it a moment to finish writing.
+  for _ in $(seq 1 50); do [ -s "$dir/report/index.json" ] && break; sleep 0.2; done
+  stop_peer
+  if [ "$rc" != 0 ]; then
+    echo "autobahn (client): the client failed (exit $rc):" >&2
+    tail -n 30 "$dir/client.log" >&2
+    return 1
+  fi
+  set +e
+  check_report client
+  rc=$?
+  set -e
+  echo "   (report: $dir/report/index.html)"
+  return "$rc"
+}
+
+mkdir -p "$out"
+rc=0
+for sd in "${sides[@]}"; do
+  "run_${sd}_side" || rc=1
 done
-if [ "$ready" != 1 ]; then
-  echo "autobahn: the server did not listen on 127.0.0.1:$port within 30 s" >&2
-  exit 1
-fi
-
-echo "== wstest -m fuzzingclient: cases $cases_json against ws://127.0.0.1:$port/echo (at most ${run_timeout} s; log $out/wstest.log)"
-start=$SECONDS
-set +e
-(cd "$out_abs" && timeout --kill-after=15 "$run_timeout" "$wstest_bin" -m fuzzingclient -s fuzzingclient.json) \
-  >"$out/wstest.log" 2>&1
-rc=$?
-set -e
-echo "== wstest finished in $((SECONDS - start)) s (exit $rc)"
-server_died=0
-kill -0 "$server_pid" 2>/dev/null || server_died=1
-stop_server
-
-if [ "$rc" != 0 ]; then
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    echo "autobahn: wstest did not finish within ${run_timeout} s (AUTOBAHN_TIMEOUT)" >&2
-  else
-    echo "autobahn: wstest failed (exit $rc):" >&2
-  fi
-  tail -n 30 "$out/wstest.log" >&2
-  exit 1
-fi
-if [ "$server_died" = 1 ]; then
-  echo "autobahn: the server died during the run; its log's end:"
-  tail -n 20 "$out/server.log"
-fi
-set +e
-check_report
-rc=$?
-set -e
-echo "   (report: $report/index.html)"
-if [ "$server_died" = 1 ]; then exit 1; fi
 exit "$rc"

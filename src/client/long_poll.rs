@@ -54,7 +54,7 @@ impl Transport for LongPollClient {
         let request = http::get(&self.path, &self.host)?;
         let response = http::exchange(&mut self.sender, request, &self.counters).await?;
         Ok(Received {
-            body: http::body_of(response).await?,
+            body: http::body_of(response).await?.into(),
             framing: Framing::Batch,
         })
     }

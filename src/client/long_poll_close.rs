@@ -47,7 +47,7 @@ impl Transport for LongPollCloseClient {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         let response = http::exchange(&mut sender, request, dial.counters).await?;
         Ok(Received {
-            body: http::body_of(response).await?,
+            body: http::body_of(response).await?.into(),
             framing: Framing::Batch,
         })
     }

@@ -132,7 +132,7 @@ impl Transport for LongPollH2Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let response = http::exchange(&mut self.sender, request, &self.dial.counters).await?;
         Ok(Received {
-            body: http::body_of(response).await?,
+            body: http::body_of(response).await?.into(),
             framing: Framing::Batch,
         })
     }

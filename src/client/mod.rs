@@ -17,6 +17,7 @@ pub mod socketio;
 mod sse;
 mod websocket;
 mod websocket_h2;
+pub mod ws;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -179,8 +180,32 @@ pub enum Framing {
 
 /// What a transport received in one read.
 pub struct Received {
-    pub body: Bytes,
+    pub body: Body,
     pub framing: Framing,
+}
+
+/// The bytes of a [`Received`]: a WebSocket text message, which the
+/// WebSocket reader has checked as UTF-8 (the decoder does not check it
+/// again), or bytes nothing has checked yet.
+#[derive(Clone, Debug)]
+pub enum Body {
+    Bytes(Bytes),
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+}
+
+impl Body {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Bytes(b) => b,
+            Body::Text(t) => t.as_bytes(),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::Bytes(bytes)
+    }
 }
 
 /// Where a client stands: each subscribed topic and the last sequence

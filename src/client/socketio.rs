@@ -23,14 +23,13 @@ use std::sync::atomic::Ordering;
 
 use ::http::{HeaderValue, Request, header};
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
 use hyper::client::conn::http1::SendRequest;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::http::{self, Body};
+use super::ws::{WsConn, WsMessage};
 use super::{
     Alpn, ClientError, Conn, Cursor, Dial, Framing, MessageSender, Received, SocketCounters,
     Transport,
@@ -174,7 +173,7 @@ fn subscribed(cursor: &impl Cursor) -> Received {
     codec::encode(Encoding::Json, &ServerMessage::Subscribed(heads), &mut out)
         .expect("JSON encoding cannot fail");
     Received {
-        body: out.freeze(),
+        body: out.freeze().into(),
         framing: Framing::Single,
     }
 }
@@ -291,7 +290,7 @@ impl Transport for SocketIoPollingClient {
         }
         body.extend_from_slice(b"]");
         Ok(Received {
-            body: body.freeze(),
+            body: body.freeze().into(),
             framing: Framing::Batch,
         })
     }
@@ -305,7 +304,7 @@ impl Transport for SocketIoPollingClient {
 /// `transport=websocket` (no polling first). Also the generator's
 /// publisher to a Socket.IO server.
 pub struct SocketIoWs<S = Conn> {
-    ws: WebSocketStream<S>,
+    ws: WsConn<S>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SocketIoWs<S> {
@@ -317,14 +316,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SocketIoWs<S> {
         counters: &SocketCounters,
     ) -> Result<SocketIoWs<S>, ClientError> {
         counters.requests.fetch_add(1, Ordering::Relaxed);
-        let url = format!("ws://{addr}{PATH}?EIO=4&transport=websocket");
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            url,
+        let path = format!("{PATH}?EIO=4&transport=websocket");
+        let ws = WsConn::handshake(
             stream,
-            Some(super::websocket::config()),
+            &addr.to_string(),
+            &path,
+            super::websocket::MAX_MESSAGE,
         )
-        .await
-        .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        .await?;
         let mut client = SocketIoWs { ws };
         let first = client.text().await?;
         let Packet::Open(text) = Packet::parse(&first) else {
@@ -347,31 +346,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SocketIoWs<S> {
     }
 
     pub async fn send(&mut self, text: String) -> Result<(), ClientError> {
-        self.ws
-            .send(Message::Text(text.into()))
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))
+        self.ws.writer.send_text(&text).await
     }
 
     /// Sends several packets as frames written together.
     pub async fn send_all(&mut self, texts: Vec<String>) -> Result<(), ClientError> {
-        for text in texts {
-            self.ws
-                .feed(Message::Text(text.into()))
-                .await
-                .map_err(|e| ClientError::Io(e.to_string()))?;
-        }
-        self.ws
-            .flush()
-            .await
-            .map_err(|e| ClientError::Io(e.to_string()))
+        self.ws.writer.send_texts(&texts).await
     }
 
     /// The next Engine.IO packet that is not a ping (pings are answered).
-    pub async fn text(&mut self) -> Result<String, ClientError> {
+    pub async fn text(&mut self) -> Result<Utf8Bytes, ClientError> {
         loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => {
+            match self.ws.next().await? {
+                WsMessage::Text(t) => {
                     if t.as_str() == "2" {
                         self.send("3".into()).await?;
                         continue;
@@ -379,14 +366,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SocketIoWs<S> {
                     if t.as_str() == "1" {
                         return Err(ClientError::Closed(None));
                     }
-                    return Ok(t.as_str().to_owned());
+                    return Ok(t);
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(ClientError::Closed(frame.map(|f| f.code.into())));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(ClientError::Io(e.to_string())),
-                None => return Err(ClientError::Closed(None)),
+                WsMessage::Binary(_) => continue,
             }
         }
     }
@@ -430,7 +412,7 @@ impl Transport for SocketIoWebSocketClient {
                 match parse_sio(m)? {
                     SioPacket::Event(body) => {
                         return Ok(Received {
-                            body,
+                            body: body.into(),
                             framing: Framing::Single,
                         });
                     }
@@ -519,6 +501,6 @@ mod tests {
             SioPacket::Refused(_)
         ));
         let answer = subscribed(&rooms);
-        assert_eq!(&answer.body[..], br#"{"subscribed":{"A":0,"B":0}}"#);
+        assert_eq!(answer.body.as_bytes(), br#"{"subscribed":{"A":0,"B":0}}"#);
     }
 }

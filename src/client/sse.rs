@@ -103,7 +103,7 @@ impl Transport for SseClient {
                         None => continue,
                     };
                     return Ok(Received {
-                        body,
+                        body: body.into(),
                         framing: Framing::Single,
                     });
                 }

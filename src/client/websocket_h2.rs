@@ -6,12 +6,10 @@
 use ::http::{Method, Request};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::http::{self, Body};
 use super::long_poll_h2::origin;
-use super::websocket::{WebSocketSender, config};
+use super::websocket::WebSocketSender;
 use super::{ClientError, Cursor, Dial, H2Pool, Received, Transport, WebSocketClient};
 
 type Stream = TokioIo<Upgraded>;
@@ -48,9 +46,7 @@ impl Transport for WebSocketH2Client {
         let upgraded = hyper::upgrade::on(&mut response)
             .await
             .map_err(|e| ClientError::Handshake(e.to_string()))?;
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config()))
-                .await;
+        let ws = WebSocketClient::open(TokioIo::new(upgraded));
         let (client, first) = WebSocketClient::subscribe(ws, cursor).await?;
         Ok((WebSocketH2Client(client), first))
     }

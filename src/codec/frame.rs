@@ -72,6 +72,12 @@ pub enum FrameError {
     ExpectedContinuation,
     #[error("message longer than {0} bytes")]
     MessageTooLong(usize),
+    /// RSV1-3 set with no extension negotiated (RFC 6455 5.2).
+    #[error("reserved bits 0b{0:03b} set, no extension was negotiated")]
+    ReservedBits(u8),
+    /// RFC 6455 5.1: "A client MUST close a connection if it detects a masked frame".
+    #[error("masked frame from the server")]
+    MaskedByServer,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,6 +332,11 @@ pub struct Message {
 pub struct Reassembler {
     started: Option<OpCode>,
     data: Vec<u8>,
+    /// How much of a text message's `data` is known to be UTF-8: each
+    /// fragment is checked as it comes, so a bad byte fails the message at
+    /// once (RFC 6455 8.1 says a reader SHOULD fail fast) and no byte is
+    /// checked twice.
+    checked: usize,
     max_len: usize,
 }
 
@@ -334,6 +345,7 @@ impl Reassembler {
         Reassembler {
             started: None,
             data: Vec::new(),
+            checked: 0,
             max_len,
         }
     }
@@ -358,6 +370,7 @@ impl Reassembler {
             (op, None) => {
                 self.started = Some(op);
                 self.data.clear();
+                self.checked = 0;
             }
         }
         if self.data.len() + payload.len() > self.max_len {
@@ -365,17 +378,32 @@ impl Reassembler {
             return Err(FrameError::MessageTooLong(self.max_len));
         }
         self.data.extend_from_slice(payload);
+        let text = self.started == Some(OpCode::Text);
+        if text {
+            self.check_utf8(header.fin)?;
+        }
         if !header.fin {
             return Ok(None);
         }
         let opcode = self.started.take().expect("a message was started");
-        if opcode == OpCode::Text && std::str::from_utf8(&self.data).is_err() {
-            return Err(FrameError::InvalidUtf8);
-        }
         Ok(Some(Message {
             opcode,
             data: std::mem::take(&mut self.data),
         }))
+    }
+
+    /// Checks the text received since the last check; a character cut by
+    /// a fragment's end waits for the next fragment, unless this was the last.
+    fn check_utf8(&mut self, last: bool) -> Result<(), FrameError> {
+        match std::str::from_utf8(&self.data[self.checked..]) {
+            Ok(_) => self.checked = self.data.len(),
+            Err(e) if e.error_len().is_none() && !last => self.checked += e.valid_up_to(),
+            Err(_) => {
+                self.started = None;
+                return Err(FrameError::InvalidUtf8);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -618,6 +646,46 @@ mod tests {
             r.push(&h(true, OpCode::Text), &[0xff]),
             Err(FrameError::InvalidUtf8)
         );
+    }
+
+    /// A text message fails at the fragment with the bad byte, not at its
+    /// end; a character split between fragments is not a bad byte.
+    #[test]
+    fn fragmented_text_is_checked_as_it_comes() {
+        let h = |fin, opcode| FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: 0,
+        };
+        let e_acute = "\u{e9}".as_bytes();
+        let mut r = Reassembler::new(100);
+        assert_eq!(
+            r.push(&h(false, OpCode::Text), &[b'a', e_acute[0]]),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push(&h(true, OpCode::Continuation), &[e_acute[1], b'b']),
+            Ok(Some(Message {
+                opcode: OpCode::Text,
+                data: "a\u{e9}b".as_bytes().to_vec()
+            }))
+        );
+        assert_eq!(
+            r.push(&h(false, OpCode::Text), &[b'a', 0xC3, 0x28]),
+            Err(FrameError::InvalidUtf8),
+            "fails before the message ends"
+        );
+        // The failed message is gone: a new one may start.
+        assert_eq!(r.push(&h(false, OpCode::Text), &[e_acute[0]]), Ok(None));
+        assert_eq!(
+            r.push(&h(true, OpCode::Continuation), b""),
+            Err(FrameError::InvalidUtf8),
+            "a character cut off by the last fragment"
+        );
+        // Binary messages are not text.
+        assert!(r.push(&h(true, OpCode::Binary), &[0xff]).unwrap().is_some());
     }
 
     proptest! {

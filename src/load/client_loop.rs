@@ -19,7 +19,7 @@ use super::send_clock::SendClock;
 use super::tracker::{Arrival, Tracker};
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
-    ClientError, CounterSnapshot, Dial, ErrorKind, Framing, MessageSender, Received,
+    Body, ClientError, CounterSnapshot, Dial, ErrorKind, Framing, MessageSender, Received,
     SocketCounters, Target, Transport,
 };
 use crate::clock;
@@ -125,12 +125,15 @@ impl WorkerCtx {
         let encoding = self.target.encoding;
         match received.framing {
             Framing::Single => {
-                let msg = codec::decode_single(encoding, &received.body)?;
+                let msg = match &received.body {
+                    Body::Text(text) => codec::decode_single_text(encoding, text)?,
+                    Body::Bytes(bytes) => codec::decode_single(encoding, bytes)?,
+                };
                 self.apply(tracker, msg, clock::now_ns(), echo_topic);
             }
             Framing::Batch => {
                 let mut msgs = Vec::new();
-                codec::decode_batch(encoding, &received.body, &mut msgs)?;
+                codec::decode_batch(encoding, received.body.as_bytes(), &mut msgs)?;
                 let now = clock::now_ns();
                 for msg in msgs {
                     self.apply(tracker, msg, now, echo_topic);
