@@ -155,7 +155,11 @@ fn check_response(head: &[u8], key: &str) -> Result<(), ClientError> {
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => unreachable!("the head ends with an empty line"),
+        Ok(httparse::Status::Partial) => {
+            return Err(ClientError::Handshake(
+                "incomplete HTTP response head".into(),
+            ));
+        }
         Err(e) => return Err(ClientError::Handshake(format!("bad HTTP response: {e}"))),
     }
     let status = response.code.unwrap_or(0);
@@ -278,6 +282,10 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                     Err(e) => Err(self.fail(e).await),
                 }
             }
+            // A fragmented message is joined by copying, and its text is
+            // checked again whole: the fragments were checked as they came
+            // (to fail fast), but `Utf8Bytes` is only made by a check. The
+            // bundled server never fragments, so events do not come here.
             _ => {
                 let done = match self.fragments.push(&header, &payload) {
                     Ok(done) => done,
