@@ -607,43 +607,50 @@ mod tests {
         );
     }
 
-    #[test]
-    fn fragments_reassemble_with_control_frames_between() {
-        let h = |fin, opcode| FrameHeader {
+    /// A header for [`Reassembler::push`], which reads only these fields.
+    fn header(fin: bool, opcode: OpCode) -> FrameHeader {
+        FrameHeader {
             fin,
             rsv: 0,
             opcode,
             mask: None,
             payload_len: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn fragments_reassemble_with_control_frames_between() {
         let mut r = Reassembler::new(100);
-        assert_eq!(r.push(&h(false, OpCode::Text), b"hel"), Ok(None));
-        let ping = r.push(&h(true, OpCode::Ping), b"p").unwrap().unwrap();
+        assert_eq!(r.push(&header(false, OpCode::Text), b"hel"), Ok(None));
+        let ping = r.push(&header(true, OpCode::Ping), b"p").unwrap().unwrap();
         assert_eq!(ping.opcode, OpCode::Ping);
-        assert_eq!(r.push(&h(false, OpCode::Continuation), b"lo "), Ok(None));
         assert_eq!(
-            r.push(&h(true, OpCode::Continuation), b"world"),
+            r.push(&header(false, OpCode::Continuation), b"lo "),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push(&header(true, OpCode::Continuation), b"world"),
             Ok(Some(Message {
                 opcode: OpCode::Text,
                 data: b"hello world".to_vec()
             }))
         );
         assert_eq!(
-            r.push(&h(true, OpCode::Continuation), b"x"),
+            r.push(&header(true, OpCode::Continuation), b"x"),
             Err(FrameError::UnexpectedContinuation)
         );
-        assert_eq!(r.push(&h(false, OpCode::Binary), b"x"), Ok(None));
+        assert_eq!(r.push(&header(false, OpCode::Binary), b"x"), Ok(None));
         assert_eq!(
-            r.push(&h(true, OpCode::Binary), b"x"),
+            r.push(&header(true, OpCode::Binary), b"x"),
             Err(FrameError::ExpectedContinuation)
         );
         let mut r = Reassembler::new(4);
         assert_eq!(
-            r.push(&h(true, OpCode::Binary), b"12345"),
+            r.push(&header(true, OpCode::Binary), b"12345"),
             Err(FrameError::MessageTooLong(4))
         );
         assert_eq!(
-            r.push(&h(true, OpCode::Text), &[0xff]),
+            r.push(&header(true, OpCode::Text), &[0xff]),
             Err(FrameError::InvalidUtf8)
         );
     }
@@ -652,40 +659,40 @@ mod tests {
     /// end; a character split between fragments is not a bad byte.
     #[test]
     fn fragmented_text_is_checked_as_it_comes() {
-        let h = |fin, opcode| FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len: 0,
-        };
         let e_acute = "\u{e9}".as_bytes();
         let mut r = Reassembler::new(100);
         assert_eq!(
-            r.push(&h(false, OpCode::Text), &[b'a', e_acute[0]]),
+            r.push(&header(false, OpCode::Text), &[b'a', e_acute[0]]),
             Ok(None)
         );
         assert_eq!(
-            r.push(&h(true, OpCode::Continuation), &[e_acute[1], b'b']),
+            r.push(&header(true, OpCode::Continuation), &[e_acute[1], b'b']),
             Ok(Some(Message {
                 opcode: OpCode::Text,
                 data: "a\u{e9}b".as_bytes().to_vec()
             }))
         );
         assert_eq!(
-            r.push(&h(false, OpCode::Text), &[b'a', 0xC3, 0x28]),
+            r.push(&header(false, OpCode::Text), &[b'a', 0xC3, 0x28]),
             Err(FrameError::InvalidUtf8),
             "fails before the message ends"
         );
         // The failed message is gone: a new one may start.
-        assert_eq!(r.push(&h(false, OpCode::Text), &[e_acute[0]]), Ok(None));
         assert_eq!(
-            r.push(&h(true, OpCode::Continuation), b""),
+            r.push(&header(false, OpCode::Text), &[e_acute[0]]),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push(&header(true, OpCode::Continuation), b""),
             Err(FrameError::InvalidUtf8),
             "a character cut off by the last fragment"
         );
         // Binary messages are not text.
-        assert!(r.push(&h(true, OpCode::Binary), &[0xff]).unwrap().is_some());
+        assert!(
+            r.push(&header(true, OpCode::Binary), &[0xff])
+                .unwrap()
+                .is_some()
+        );
     }
 
     proptest! {
