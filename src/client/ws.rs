@@ -86,8 +86,8 @@ impl<S: AsyncRead + AsyncWrite> WsConn<S> {
     where
         S: Unpin,
     {
-        use base64::Engine as _;
-        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        // The key and its answer (`check_response`) as tungstenite makes them.
+        let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
