@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
@@ -29,9 +28,6 @@ pub struct Encoded {
     pub topic: Arc<str>,
     pub seq: u64,
     pub bytes: Bytes,
-    /// The same bytes as checked UTF-8, for WebSocket text frames (JSON only),
-    /// so the check runs once per event and not once per subscriber.
-    pub text: Option<Utf8Bytes>,
 }
 
 /// What [`Subscriber::drain`] hands out.
@@ -211,19 +207,12 @@ impl Hub {
         });
         codec::encode(self.encoding, &event, &mut buf).expect("topic names are validated");
         let bytes = buf.freeze();
-        let text = match self.encoding {
-            Encoding::Json => {
-                Some(Utf8Bytes::try_from(bytes.clone()).expect("JSON encoder writes UTF-8"))
-            }
-            Encoding::Binary => None,
-        };
         state.head = seq;
         state.bytes += bytes.len();
         state.events.push_back(Encoded {
             topic: topic.name.clone(),
             seq,
             bytes,
-            text,
         });
         let len = state.events.back().map_or(0, |e| e.bytes.len());
         ledger.entries.push_back((topic.clone(), seq, len));
@@ -590,26 +579,6 @@ mod tests {
         drop(sub);
         assert_eq!(topic.state.lock().unwrap().waiters.len(), 0);
         assert_eq!(hub.heads(), BTreeMap::from([("A".to_string(), 0)]));
-    }
-
-    #[test]
-    fn json_events_are_encoded_once_as_checked_text() {
-        let hub = Hub::new(
-            Encoding::Json,
-            HubLimits {
-                events_per_topic: 4,
-                ..HubLimits::default()
-            },
-        );
-        let topic = hub.topic("A").unwrap();
-        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
-        hub.publish(&topic, 5, b"hi");
-        let mut got = None;
-        sub.drain(10, 1 << 20, &mut |d| got = Some(d));
-        let Some(Drained::Event(e)) = got else {
-            panic!("no event")
-        };
-        assert_eq!(e.text.as_ref().unwrap().as_str().as_bytes(), &e.bytes[..]);
     }
 
     #[test]

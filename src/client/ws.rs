@@ -2,26 +2,22 @@
 //! ([`crate::codec::frame`]): the frames the criterion benchmarks time and
 //! CI gates are the frames the generator reads and writes.
 //!
-//! One read buffer per connection; a whole unfragmented data frame (every
-//! event the server pushes) is handed on as a slice of that buffer, never
-//! copied. Text is checked as UTF-8 once, here, and travels on as
-//! [`Utf8Bytes`] so no later step checks it again. Pings are answered,
-//! a close is echoed, and a broken frame is answered with the close code
-//! RFC 6455 7.4.1 gives it (1002, 1007 or 1009) before the error is
-//! returned. Conformance is checked by the Autobahn|Testsuite fuzzing
+//! Frames are parsed by [`FrameReader`], as on the server: one read buffer
+//! per connection, every pushed event handed on as a slice of it, text
+//! checked as UTF-8 once. Pings are answered, a close is echoed, and a
+//! broken frame is answered with the close code RFC 6455 7.4.1 gives it
+//! (1002, 1007 or 1009) before the error is returned. Conformance is checked by the Autobahn|Testsuite fuzzing
 //! server through `examples/autobahn_client.rs` (scripts/autobahn.sh).
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures_util::lock::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::ClientError;
-use crate::codec::frame::{
-    self, FrameError, FrameHeader, OpCode, Reassembler, decode_close, encode_close,
-};
+use crate::codec::frame::{self, FrameError, OpCode, encode_close};
+use crate::codec::reader::{FrameReader, Read, Role, close_code};
 
 /// The largest HTTP response head the opening handshake accepts.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
@@ -32,11 +28,7 @@ const MAX_RESPONSE_HEADERS: usize = 32;
 const READ_CHUNK: usize = 4 * 1024;
 
 /// A data message from the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WsMessage {
-    Text(Utf8Bytes),
-    Binary(Bytes),
-}
+pub use crate::codec::reader::DataMessage as WsMessage;
 
 /// An open client WebSocket over the byte stream `S`.
 pub struct WsConn<S> {
@@ -48,10 +40,7 @@ pub struct WsConn<S> {
 /// being reassembled, if a fragmented one is under way.
 pub struct WsReader<S> {
     io: ReadHalf<S>,
-    buf: BytesMut,
-    fragments: Reassembler,
-    fragmented: bool,
-    max_message: usize,
+    frames: FrameReader,
     /// Where pongs and close answers go.
     writer: WsWriter<S>,
 }
@@ -133,10 +122,7 @@ impl<S: AsyncRead + AsyncWrite> WsConn<S> {
         WsConn {
             reader: WsReader {
                 io: read,
-                buf,
-                fragments: Reassembler::new(max_message),
-                fragmented: false,
-                max_message,
+                frames: FrameReader::new(Role::Client, buf, max_message),
                 writer: writer.clone(),
             },
             writer,
@@ -213,90 +199,17 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     /// and returned as [`ClientError::Protocol`].
     pub async fn next(&mut self) -> Result<WsMessage, ClientError> {
         loop {
-            let parsed = match FrameHeader::decode(&self.buf) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => {
-                    self.fill(0).await?;
-                    continue;
+            match self.frames.next() {
+                Ok(Read::Data(message)) => return Ok(message),
+                Ok(Read::More(want)) => self.fill(want).await?,
+                Ok(Read::Ping(payload)) => self.writer.send(OpCode::Pong, &payload).await?,
+                Ok(Read::Pong) => {}
+                Ok(Read::Close(code)) => {
+                    // Echo the code (RFC 6455 5.5.1); the server then closes TCP.
+                    self.writer.close(code.map(|c| (c, ""))).await?;
+                    return Err(ClientError::Closed(code));
                 }
                 Err(e) => return Err(self.fail(e).await),
-            };
-            let (header, head_len) = parsed;
-            if let Err(e) = self.check(&header) {
-                return Err(self.fail(e).await);
-            }
-            // `check` bounded the length by `max_message`.
-            let end = head_len + header.payload_len as usize;
-            if self.buf.len() < end {
-                self.fill(end).await?;
-                continue;
-            }
-            let mut frame = self.buf.split_to(end);
-            frame.advance(head_len);
-            if let Some(message) = self.take(header, frame).await? {
-                return Ok(message);
-            }
-        }
-    }
-
-    /// What a frame's header alone rules out.
-    fn check(&self, header: &FrameHeader) -> Result<(), FrameError> {
-        if header.rsv != 0 {
-            return Err(FrameError::ReservedBits(header.rsv));
-        }
-        if header.mask.is_some() {
-            return Err(FrameError::MaskedByServer);
-        }
-        if header.payload_len > self.max_message as u64 {
-            return Err(FrameError::MessageTooLong(self.max_message));
-        }
-        Ok(())
-    }
-
-    /// Acts on one whole frame; a data message when one is complete.
-    async fn take(
-        &mut self,
-        header: FrameHeader,
-        payload: BytesMut,
-    ) -> Result<Option<WsMessage>, ClientError> {
-        match header.opcode {
-            OpCode::Ping => {
-                self.writer.send(OpCode::Pong, &payload).await?;
-                Ok(None)
-            }
-            OpCode::Pong => Ok(None),
-            OpCode::Close => {
-                let code = match decode_close(&payload) {
-                    Ok(close) => close.map(|(code, _)| code),
-                    Err(e) => return Err(self.fail(e).await),
-                };
-                // Echo the code (RFC 6455 5.5.1); the server then closes TCP.
-                self.writer.close(code.map(|c| (c, ""))).await?;
-                Err(ClientError::Closed(code))
-            }
-            // The common case, every pushed event: the frame is the
-            // message, and its payload is a slice of the read buffer.
-            OpCode::Text | OpCode::Binary if header.fin && !self.fragmented => {
-                match message(header.opcode, payload.freeze()) {
-                    Ok(message) => Ok(Some(message)),
-                    Err(e) => Err(self.fail(e).await),
-                }
-            }
-            // A fragmented message is joined by copying, and its text is
-            // checked again whole: the fragments were checked as they came
-            // (to fail fast), but `Utf8Bytes` is only made by a check. The
-            // bundled server never fragments, so events do not come here.
-            _ => {
-                let done = match self.fragments.push(&header, &payload) {
-                    Ok(done) => done,
-                    Err(e) => return Err(self.fail(e).await),
-                };
-                self.fragmented = done.is_none();
-                match done.map(|m| message(m.opcode, Bytes::from(m.data))) {
-                    None => Ok(None),
-                    Some(Ok(message)) => Ok(Some(message)),
-                    Some(Err(e)) => Err(self.fail(e).await),
-                }
             }
         }
     }
@@ -304,9 +217,9 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     /// Reads more, until the buffer holds at least `want` bytes or one
     /// read returned something.
     async fn fill(&mut self, want: usize) -> Result<(), ClientError> {
-        self.buf
-            .reserve(want.saturating_sub(self.buf.len()).max(READ_CHUNK));
-        match self.io.read_buf(&mut self.buf).await {
+        let buf = &mut self.frames.buf;
+        buf.reserve(want.saturating_sub(buf.len()).max(READ_CHUNK));
+        match self.io.read_buf(buf).await {
             Ok(0) => Err(ClientError::Closed(None)),
             Ok(_) => Ok(()),
             Err(e) => Err(ClientError::Io(e.to_string())),
@@ -316,13 +229,8 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     /// Fails the connection (RFC 6455 7.1.7): a close frame with the code
     /// the error calls for, then the error.
     async fn fail(&mut self, e: FrameError) -> ClientError {
-        let code = match e {
-            FrameError::InvalidUtf8 => 1007,
-            FrameError::MessageTooLong(_) => 1009,
-            _ => 1002,
-        };
         // Best effort: the connection is being given up either way.
-        let _ = self.writer.close(Some((code, ""))).await;
+        let _ = self.writer.close(Some((close_code(&e), ""))).await;
         ClientError::Protocol(format!("WebSocket: {e}"))
     }
 
@@ -331,25 +239,16 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     pub async fn await_eof(&mut self, timeout: std::time::Duration) {
         let _ = tokio::time::timeout(timeout, async {
             loop {
-                self.buf.clear();
-                self.buf.reserve(READ_CHUNK);
-                match self.io.read_buf(&mut self.buf).await {
+                let buf = &mut self.frames.buf;
+                buf.clear();
+                buf.reserve(READ_CHUNK);
+                match self.io.read_buf(buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
             }
         })
         .await;
-    }
-}
-
-/// A data message from a whole payload: text is checked as UTF-8 here, once.
-fn message(opcode: OpCode, payload: Bytes) -> Result<WsMessage, FrameError> {
-    match opcode {
-        OpCode::Text => Utf8Bytes::try_from(payload)
-            .map(WsMessage::Text)
-            .map_err(|_| FrameError::InvalidUtf8),
-        _ => Ok(WsMessage::Binary(payload)),
     }
 }
 
@@ -416,6 +315,7 @@ impl<S: AsyncWrite> Writer<S> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 
     use super::*;

@@ -78,6 +78,10 @@ pub enum FrameError {
     /// RFC 6455 5.1: "A client MUST close a connection if it detects a masked frame".
     #[error("masked frame from the server")]
     MaskedByServer,
+    /// RFC 6455 5.1: "The server MUST close the connection upon receiving a
+    /// frame that is not masked".
+    #[error("unmasked frame from the client")]
+    UnmaskedByClient,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 //! (RFC 6455 WebSocket frames) and [`sse`] (server-sent events).
 
 pub mod frame;
+pub mod reader;
 pub mod sse;
 
 use std::borrow::Cow;

@@ -11,6 +11,7 @@ mod long_poll;
 pub mod send;
 mod sse;
 mod websocket;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,8 +115,8 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Largest `--max-message`: a frame tungstenite can hold, and room for
-/// the conformance suite's largest (16 MiB) messages.
+/// Largest `--max-message`: room for the conformance suite's largest
+/// (16 MiB) messages, and a bound on what one client can make the server hold.
 pub const MAX_MAX_MESSAGE: usize = 16 << 20;
 
 pub struct AppState {
