@@ -56,11 +56,13 @@ async fn refuse_error(state: &AppState, ws: UpgradedWs, error: ReadError) {
     let ReadError::Broken(e) = error else {
         return;
     };
-    state.gauges.refused(if matches!(e, FrameError::MessageTooLong(_)) {
-        Refusal::MessageSize
-    } else {
-        Refusal::Protocol
-    });
+    state
+        .gauges
+        .refused(if matches!(e, FrameError::MessageTooLong(_)) {
+            Refusal::MessageSize
+        } else {
+            Refusal::Protocol
+        });
     ws.fail(close_code(&e), &e.to_string()).await;
 }
 
@@ -125,7 +127,9 @@ async fn connection(mut ws: UpgradedWs, state: Arc<AppState>) {
             }
         },
         Ok(Ok(Read::Data(DataMessage::Binary(_)))) => {
-            return ws.close(UNSUPPORTED, "send the subscribe message as text").await;
+            return ws
+                .close(UNSUPPORTED, "send the subscribe message as text")
+                .await;
         }
         Ok(Ok(Read::Close(code))) => return ws.answer_close(code).await,
         Ok(Err(e)) => return refuse_error(&state, ws, e).await,
