@@ -199,7 +199,7 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     /// and returned as [`ClientError::Protocol`].
     pub async fn next(&mut self) -> Result<WsMessage, ClientError> {
         loop {
-            match self.frames.next() {
+            match self.frames.parse() {
                 Ok(Read::Data(message)) => return Ok(message),
                 Ok(Read::More(want)) => self.fill(want).await?,
                 Ok(Read::Ping(payload)) => self.writer.send(OpCode::Pong, &payload).await?,

@@ -68,7 +68,7 @@ impl FrameReader {
 
     /// Parses what the buffer holds. An error breaks RFC 6455: the
     /// connection is to be failed with [`close_code`] of it.
-    pub fn next(&mut self) -> Result<Read, FrameError> {
+    pub fn parse(&mut self) -> Result<Read, FrameError> {
         loop {
             let Some((header, head_len)) = FrameHeader::decode(&self.buf)? else {
                 return Ok(Read::More(0));
@@ -155,7 +155,10 @@ mod tests {
     use super::*;
     use crate::codec::frame::encode_frame;
 
-    fn wire(frames: &[(bool, OpCode, Option<[u8; 4]>, &[u8])]) -> BytesMut {
+    /// fin, opcode, masking key, payload.
+    type Spec<'a> = (bool, OpCode, Option<[u8; 4]>, &'a [u8]);
+
+    fn wire(frames: &[Spec<'_>]) -> BytesMut {
         let mut out = BytesMut::new();
         for &(fin, op, mask, payload) in frames {
             encode_frame(fin, op, mask, payload, &mut out);
@@ -170,15 +173,15 @@ mod tests {
         let frames = wire(&[(true, OpCode::Text, KEY, b"hello")]);
         let mut server = FrameReader::new(Role::Server, frames.clone(), 64);
         assert_eq!(
-            server.next(),
+            server.parse(),
             Ok(Read::Data(DataMessage::Text("hello".into())))
         );
-        assert_eq!(server.next(), Ok(Read::More(0)));
+        assert_eq!(server.parse(), Ok(Read::More(0)));
         let mut client = FrameReader::new(Role::Client, frames, 64);
-        assert_eq!(client.next(), Err(FrameError::MaskedByServer));
+        assert_eq!(client.parse(), Err(FrameError::MaskedByServer));
         let plain = wire(&[(true, OpCode::Text, None, b"hello")]);
         let mut server = FrameReader::new(Role::Server, plain, 64);
-        assert_eq!(server.next(), Err(FrameError::UnmaskedByClient));
+        assert_eq!(server.parse(), Err(FrameError::UnmaskedByClient));
     }
 
     #[test]
@@ -187,14 +190,14 @@ mod tests {
         let whole = frames.len();
         let rest = frames.split_off(10);
         let mut server = FrameReader::new(Role::Server, frames, 1024);
-        assert_eq!(server.next(), Ok(Read::More(whole)));
+        assert_eq!(server.parse(), Ok(Read::More(whole)));
         server.buf.extend_from_slice(&rest);
         assert_eq!(
-            server.next(),
+            server.parse(),
             Ok(Read::Data(DataMessage::Binary(Bytes::from(vec![5; 300]))))
         );
         let mut one = FrameReader::new(Role::Server, BytesMut::from(&[0x81u8][..]), 1024);
-        assert_eq!(one.next(), Ok(Read::More(0)));
+        assert_eq!(one.parse(), Ok(Read::More(0)));
     }
 
     #[test]
@@ -207,13 +210,16 @@ mod tests {
             (true, OpCode::Close, KEY, &[0x03, 0xE9]),
         ]);
         let mut server = FrameReader::new(Role::Server, frames, 64);
-        assert_eq!(server.next(), Ok(Read::Ping(Bytes::from_static(b"there?"))));
-        assert_eq!(server.next(), Ok(Read::Pong));
         assert_eq!(
-            server.next(),
+            server.parse(),
+            Ok(Read::Ping(Bytes::from_static(b"there?")))
+        );
+        assert_eq!(server.parse(), Ok(Read::Pong));
+        assert_eq!(
+            server.parse(),
             Ok(Read::Data(DataMessage::Text("h\u{e9}llo".into())))
         );
-        assert_eq!(server.next(), Ok(Read::Close(Some(1001))));
+        assert_eq!(server.parse(), Ok(Read::Close(Some(1001))));
     }
 
     #[test]
@@ -242,7 +248,7 @@ mod tests {
         ];
         for (frames, fault, code) in cases {
             let mut server = FrameReader::new(Role::Server, frames, 64);
-            let e = server.next().unwrap_err();
+            let e = server.parse().unwrap_err();
             assert_eq!((&e, close_code(&e)), (&fault, code));
         }
     }

@@ -194,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
     /// future is dropped, so it can wait in a `select!`.
     pub async fn read(&mut self) -> Result<Read, ReadError> {
         loop {
-            match self.frames.next() {
+            match self.frames.parse() {
                 Ok(Read::More(want)) => {
                     let buf = &mut self.frames.buf;
                     buf.reserve(want.saturating_sub(buf.len()).max(READ_CHUNK));
