@@ -20,8 +20,9 @@
 #
 # Usage: scripts/peers.sh [--no-build]
 #   PEERS_DURATION=10 (s per measurement), PEERS_CONNECTIONS=100 (server shape)
-# Needs wrk and nginx (Debian packages wrk, nginx); installs them when run
-# as root with apt-get, otherwise exits 2 naming the package.
+# Needs wrk, nginx, curl and pgrep (Debian packages wrk, nginx, curl,
+# procps); installs them when run as root with apt-get, otherwise exits 2
+# naming the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,8 @@ need() { # command, Debian package
 }
 need wrk wrk
 need nginx nginx
+need curl curl
+need pgrep procps
 # nginx may live in sbin, off a plain user's PATH.
 nginx_bin=$(command -v nginx)
 
