@@ -32,11 +32,13 @@ pub struct Encoded {
 
 /// What [`Subscriber::drain`] hands out.
 #[derive(Debug)]
-pub enum Drained {
-    Event(Encoded),
+/// Lent, not cloned: the caller copies or clones what it keeps, so a
+/// drain costs no reference-count traffic per event.
+pub enum Drained<'a> {
+    Event(&'a Encoded),
     /// Events `first..=last` of `topic` had left the buffer.
     Missed {
-        topic: Arc<str>,
+        topic: &'a str,
         first: u64,
         last: u64,
     },
@@ -371,7 +373,7 @@ impl Subscriber {
         &mut self,
         max_events: usize,
         max_bytes: usize,
-        out: &mut impl FnMut(Drained),
+        out: &mut impl FnMut(Drained<'_>),
     ) -> bool {
         let (mut events, mut bytes) = (0usize, 0usize);
         let n = self.topics.len();
@@ -385,7 +387,7 @@ impl Subscriber {
             let first_buffered = state.head + 1 - state.events.len() as u64;
             if *cursor + 1 < first_buffered {
                 out(Drained::Missed {
-                    topic: topic.name.clone(),
+                    topic: &topic.name,
                     first: *cursor + 1,
                     last: first_buffered - 1,
                 });
@@ -400,7 +402,7 @@ impl Subscriber {
                 events += 1;
                 bytes += e.bytes.len();
                 *cursor += 1;
-                out(Drained::Event(e.clone()));
+                out(Drained::Event(e));
             }
         }
         self.next_topic = (self.next_topic + 1) % n.max(1);

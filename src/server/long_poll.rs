@@ -80,7 +80,7 @@ pub async fn poll(
             }
             Drained::Missed { topic, first, last } => {
                 let msg = ServerMessage::Missed {
-                    topic: topic.as_ref().into(),
+                    topic: topic.into(),
                     first,
                     last,
                 };

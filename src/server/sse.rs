@@ -162,29 +162,27 @@ impl EventStream {
 /// Every event after the cursors (up to a chunk), one block each, with the
 /// event's own `TOPIC:SEQ` as its id.
 fn drain_blocks(sub: &mut Subscriber, more: &mut bool) -> BytesMut {
-    let mut drained = Vec::new();
-    *more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| drained.push(d));
     let mut out = BytesMut::new();
     let mut id = String::new();
-    for d in drained {
-        let (topic, seq, data) = match d {
-            Drained::Event(e) => (e.topic, e.seq, e.bytes),
-            Drained::Missed { topic, first, last } => {
-                let mut buf = BytesMut::new();
-                let notice = ServerMessage::Missed {
-                    topic: topic.as_ref().into(),
-                    first,
-                    last,
-                };
-                codec::encode(Encoding::Json, &notice, &mut buf).expect("notice encodes");
-                (topic, last, buf.freeze())
-            }
-        };
+    let mut block = |topic: &str, seq: u64, data: &[u8], out: &mut BytesMut| {
         id.clear();
-        codec::format_cursor(std::iter::once((topic.as_ref(), Some(seq))), &mut id);
-        let data = std::str::from_utf8(&data).expect("JSON is UTF-8");
-        sse::encode_event(Some(&id), None, data, &mut out).expect("cursor ids have no line breaks");
-    }
+        codec::format_cursor(std::iter::once((topic, Some(seq))), &mut id);
+        let data = std::str::from_utf8(data).expect("JSON is UTF-8");
+        sse::encode_event(Some(&id), None, data, out).expect("cursor ids have no line breaks");
+    };
+    *more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| match d {
+        Drained::Event(e) => block(&e.topic, e.seq, &e.bytes, &mut out),
+        Drained::Missed { topic, first, last } => {
+            let mut buf = BytesMut::new();
+            let notice = ServerMessage::Missed {
+                topic: topic.into(),
+                first,
+                last,
+            };
+            codec::encode(Encoding::Json, &notice, &mut buf).expect("notice encodes");
+            block(topic, last, &buf, &mut out);
+        }
+    });
     out
 }
 

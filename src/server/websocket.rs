@@ -161,8 +161,8 @@ async fn connection(mut ws: UpgradedWs, state: Arc<AppState>) {
             )
         })
         .collect();
-    let (opcode, subscribed) = encode(encoding, &ServerMessage::Subscribed(heads));
-    if ws.send(opcode, subscribed).await.is_err() {
+    let (kind, subscribed) = encode(encoding, &ServerMessage::Subscribed(heads));
+    if ws.send(kind, subscribed).await.is_err() {
         return;
     }
 
@@ -170,11 +170,19 @@ async fn connection(mut ws: UpgradedWs, state: Arc<AppState>) {
     heartbeat.tick().await;
     let mut unanswered_pings = 0u32;
     let mut more = true;
+    let event_kind = opcode(encoding);
     loop {
         if more {
-            more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| {
-                let (opcode, payload) = frame(encoding, d);
-                ws.queue(opcode, payload);
+            more = sub.drain(DRAIN_CHUNK, usize::MAX, &mut |d| match d {
+                Drained::Event(e) => ws.queue(event_kind, &e.bytes),
+                Drained::Missed { topic, first, last } => {
+                    let notice = ServerMessage::Missed {
+                        topic: topic.into(),
+                        first,
+                        last,
+                    };
+                    ws.queue(event_kind, &encode(encoding, &notice).1);
+                }
             });
             if more {
                 if ws.flush().await.is_err() {
@@ -216,7 +224,7 @@ async fn connection(mut ws: UpgradedWs, state: Arc<AppState>) {
                     return ws.close(AWAY, "no pong to two pings").await;
                 }
                 unanswered_pings += 1;
-                ws.queue(OpCode::Ping, Bytes::new());
+                ws.queue(OpCode::Ping, &Bytes::new());
             }
         }
     }
@@ -234,19 +242,4 @@ fn encode(encoding: Encoding, msg: &ServerMessage<'_>) -> (OpCode, Bytes) {
     let mut buf = BytesMut::new();
     codec::encode(encoding, msg, &mut buf).expect("server messages encode");
     (opcode(encoding), buf.freeze())
-}
-
-/// An event's frame carries the bytes the hub encoded once, shared.
-fn frame(encoding: Encoding, drained: Drained) -> (OpCode, Bytes) {
-    match drained {
-        Drained::Event(e) => (opcode(encoding), e.bytes),
-        Drained::Missed { topic, first, last } => encode(
-            encoding,
-            &ServerMessage::Missed {
-                topic: topic.as_ref().into(),
-                first,
-                last,
-            },
-        ),
-    }
 }

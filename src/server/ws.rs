@@ -32,13 +32,22 @@ use crate::codec::reader::{FrameReader, Read, Role};
 /// Read at least this much free space at a time: a few client messages per
 /// read without holding much memory in each of thousands of connections.
 const READ_CHUNK: usize = 4 * 1024;
-/// How long a close frame the server sent waits for the client's answer.
+/// A read buffer larger than this is let go once it is empty.
+const READ_KEEP: usize = 16 * 1024;
+/// A large frame's buffer grows by at most this much a read.
+const READ_STEP: usize = 64 * 1024;
+/// How long closing a connection may take: the close frame out, and the
+/// client's answer or end.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// What a failed connection reads and drops, at most, while it waits for
+/// the client to close.
+const DISCARD_BUDGET: usize = 1 << 20;
 /// The most a close frame's reason may take: a control frame's 125 bytes
 /// less the code.
 const MAX_CLOSE_REASON: usize = 123;
-/// The most a connection's write buffer keeps between flushes.
-const KEEP_BUFFER: usize = 16 * 1024;
+/// Frames are copied into buffers of this size (or one frame's, if
+/// larger), each written as one slice.
+const CHUNK: usize = 4 * 1024;
 /// Payloads this long or longer are written from the shared bytes; shorter
 /// ones are copied next to their header. Measured at saturation with the
 /// stock ticker's events (about 140 bytes), a write of many small slices
@@ -70,6 +79,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
             if parts.method != Method::GET {
                 return Err((
                     StatusCode::METHOD_NOT_ALLOWED,
+                    [(header::ALLOW, "GET")],
                     "open a WebSocket with GET\n",
                 )
                     .into_response());
@@ -79,14 +89,22 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
                     "a WebSocket route: send Connection: Upgrade and Upgrade: websocket\n",
                 ));
             }
-            let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY) else {
-                return Err(refuse("no Sec-WebSocket-Key\n"));
+            // RFC 6455 4.1: the key is 16 random bytes in base64.
+            let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).filter(|k| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(k.as_bytes())
+                    .is_ok_and(|raw| raw.len() == 16)
+            });
+            let Some(key) = key else {
+                return Err(refuse("Sec-WebSocket-Key must be 16 bytes in base64\n"));
             };
             Some(key.clone())
         } else {
             if parts.method != Method::CONNECT {
                 return Err((
                     StatusCode::METHOD_NOT_ALLOWED,
+                    [(header::ALLOW, "CONNECT")],
                     "open a WebSocket over HTTP/2 with CONNECT\n",
                 )
                     .into_response());
@@ -108,7 +126,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
         if version.is_none_or(|v| v.as_bytes() != b"13") {
             return Err((
                 StatusCode::UPGRADE_REQUIRED,
-                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                [
+                    (header::SEC_WEBSOCKET_VERSION, "13"),
+                    (header::UPGRADE, "websocket"),
+                ],
                 "Sec-WebSocket-Version must be 13\n",
             )
                 .into_response());
@@ -197,14 +218,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
             match self.frames.parse() {
                 Ok(Read::More(want)) => {
                     let buf = &mut self.frames.buf;
-                    buf.reserve(want.saturating_sub(buf.len()).max(READ_CHUNK));
+                    // After a large message the buffer is let go, and a
+                    // large frame's room is made as its bytes arrive, not
+                    // on the word of its header.
+                    if buf.is_empty() && buf.capacity() > READ_KEEP {
+                        *buf = BytesMut::new();
+                    }
+                    let missing = want.saturating_sub(buf.len());
+                    buf.reserve(missing.clamp(READ_CHUNK, READ_STEP));
                     match self.io.read_buf(buf).await {
                         Ok(0) | Err(_) => return Err(ReadError::Gone),
                         Ok(_) => {}
                     }
                 }
                 Ok(Read::Ping(payload)) => {
-                    self.queue(OpCode::Pong, payload);
+                    self.queue(OpCode::Pong, &payload);
                     return Ok(Read::Ping(Bytes::new()));
                 }
                 Ok(read) => return Ok(read),
@@ -215,23 +243,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
 
     /// Queues one unfragmented frame. A payload of [`SHARE_FROM`] bytes
     /// or more is not copied: the write takes it from the shared bytes.
-    pub fn queue(&mut self, opcode: OpCode, payload: Bytes) {
+    pub fn queue(&mut self, opcode: OpCode, payload: &Bytes) {
         if self.close_sent {
             return;
         }
-        FrameHeader {
+        let header = FrameHeader {
             fin: true,
             rsv: 0,
             opcode,
             mask: None,
             payload_len: payload.len() as u64,
+        };
+        let shared = payload.len() >= SHARE_FROM;
+        let need = header.encoded_len() + if shared { 0 } else { payload.len() };
+        // A full buffer is queued as it is and a new one started: growing
+        // it would copy everything queued so far.
+        if self.heads.capacity() - self.heads.len() < need {
+            if !self.heads.is_empty() {
+                self.out.push(self.heads.split().freeze());
+            }
+            self.heads = BytesMut::with_capacity(need.max(CHUNK));
         }
-        .encode(&mut self.heads);
-        if payload.len() < SHARE_FROM {
-            self.heads.extend_from_slice(&payload);
-        } else {
+        header.encode(&mut self.heads);
+        if shared {
             self.out.push(self.heads.split().freeze());
-            self.out.push(payload);
+            self.out.push(payload.clone());
+        } else {
+            self.heads.extend_from_slice(payload);
         }
     }
 
@@ -253,71 +291,89 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
             self.io.write_all(&joined).await
         };
         // Let go of what was written (the queue keeps its last chunk,
-        // emptied), so the buffer below is ours alone again.
+        // emptied) and of the buffer, so an idle connection holds none.
         let mut queue = std::mem::take(&mut self.out).into_inner();
         queue.clear();
         self.out = queue.into();
-        // The buffer grows to the largest flush; past KEEP_BUFFER it is
-        // let go, so a burst does not stay with the connection.
-        if self.heads.try_reclaim(KEEP_BUFFER + 1) {
-            self.heads = BytesMut::new();
-        }
+        self.heads = BytesMut::new();
         written?;
         self.io.flush().await
     }
 
     /// Queues one frame and sends everything queued.
     pub async fn send(&mut self, opcode: OpCode, payload: Bytes) -> io::Result<()> {
-        self.queue(opcode, payload);
+        self.queue(opcode, &payload);
         self.flush().await
     }
 
     /// Closes on the server's initiative: a close frame with `code` and
-    /// `reason` (cut to fit a control frame), then up to [`CLOSE_GRACE`]
-    /// for the client's answering close, so the client sees the reason
-    /// and not a dropped connection (1006).
+    /// `reason` (cut to fit a control frame), then the client's answering
+    /// close, so the client sees the reason and not a dropped connection
+    /// (1006). All within [`CLOSE_GRACE`]: a client that neither reads nor
+    /// answers (over HTTP/2 a stalled stream is not a stalled socket) is
+    /// let go.
     pub async fn close(mut self, code: u16, reason: &str) {
-        if self
-            .send(OpCode::Close, close_payload(code, reason))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        self.close_sent = true;
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            loop {
-                match self.read().await {
-                    Ok(Read::Close(_)) | Err(_) => return,
-                    Ok(_) => {}
+            if self
+                .send(OpCode::Close, close_payload(code, reason))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            self.close_sent = true;
+            while let Ok(read) = self.read().await {
+                if matches!(read, Read::Close(_)) {
+                    break;
+                }
+            }
+            let _ = self.io.shutdown().await;
+        })
+        .await;
+    }
+
+    /// Fails the connection (RFC 6455 7.1.7) after a frame that broke the
+    /// protocol: the close frame with `code`, then the server's side of
+    /// TCP closed, as nothing more the client sends can be trusted (its
+    /// close may have been the broken frame). What still arrives is read
+    /// and dropped until the client closes too: a socket closed with
+    /// unread bytes resets the connection, and the reset can overtake the
+    /// close frame. All within [`CLOSE_GRACE`].
+    pub async fn fail(mut self, code: u16, reason: &str) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            if self
+                .send(OpCode::Close, close_payload(code, reason))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let _ = self.io.shutdown().await;
+            let mut budget = DISCARD_BUDGET;
+            let buf = &mut self.frames.buf;
+            while budget > 0 {
+                buf.clear();
+                buf.reserve(READ_CHUNK);
+                match self.io.read_buf(buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => budget = budget.saturating_sub(n),
                 }
             }
         })
         .await;
     }
 
-    /// Fails the connection (RFC 6455 7.1.7) after a frame that broke the
-    /// protocol: the close frame with `code`, then TCP closed at once, as
-    /// nothing more the client sends can be trusted (its close may have
-    /// been the broken frame).
-    pub async fn fail(mut self, code: u16, reason: &str) {
-        if self
-            .send(OpCode::Close, close_payload(code, reason))
-            .await
-            .is_ok()
-        {
-            let _ = self.io.shutdown().await;
-        }
-    }
-
     /// The client closed: answer with its code (RFC 6455 5.5.1) and end;
-    /// the server closes TCP first (7.1.1).
+    /// the server closes TCP first (7.1.1). Within [`CLOSE_GRACE`].
     pub async fn answer_close(mut self, code: Option<u16>) {
         let mut payload = BytesMut::new();
         encode_close(code.map(|c| (c, "")), &mut payload);
-        if self.send(OpCode::Close, payload.freeze()).await.is_ok() {
-            let _ = self.io.shutdown().await;
-        }
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            if self.send(OpCode::Close, payload.freeze()).await.is_ok() {
+                let _ = self.io.shutdown().await;
+            }
+        })
+        .await;
     }
 }
 
@@ -351,6 +407,58 @@ mod tests {
         assert_eq!(decode_close(&short).unwrap(), Some((1008, "short")));
     }
 
+    /// Each malformed opening handshake is refused with its status and the
+    /// headers that status calls for; a good one passes the checks.
+    #[tokio::test]
+    async fn bad_handshakes_get_their_status() {
+        use axum::http::Request;
+        async fn refusal(request: Request<()>) -> Option<Response> {
+            let (mut parts, ()) = request.into_parts();
+            WsUpgrade::from_request_parts(&mut parts, &()).await.err()
+        }
+        async fn text(r: Response) -> String {
+            let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+        let ws = |version: &str, key: &str| {
+            Request::get("/ws")
+                .header("connection", "keep-alive, Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", version)
+                .header("sec-websocket-key", key)
+                .body(())
+                .unwrap()
+        };
+        const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+        let post = Request::post("/ws").body(()).unwrap();
+        let r = refusal(post).await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()["allow"], "GET");
+        let plain = Request::get("/ws").body(()).unwrap();
+        assert_eq!(
+            refusal(plain).await.unwrap().status(),
+            StatusCode::BAD_REQUEST
+        );
+        let r = refusal(ws("13", "c2hvcnQ=")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(text(r).await.contains("16 bytes in base64"));
+        let old = ws("8", KEY);
+        let r = refusal(old).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(r.headers()["sec-websocket-version"], "13");
+        assert_eq!(r.headers()["upgrade"], "websocket");
+        // Checks passed; only the connection (none here) cannot be upgraded.
+        let r = refusal(ws("13", KEY)).await.unwrap();
+        assert_eq!(text(r).await, "this connection cannot be upgraded\n");
+        let h2 = Request::get("/ws")
+            .version(axum::http::Version::HTTP_2)
+            .body(())
+            .unwrap();
+        let r = refusal(h2).await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()["allow"], "CONNECT");
+    }
+
     /// A server socket on one end of an in-memory pipe; the test is the client.
     fn pair() -> (WsSocket<DuplexStream>, DuplexStream) {
         let (server, client) = duplex(1 << 20);
@@ -377,25 +485,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn queued_frames_go_out_whole_and_in_order_sharing_their_payload() {
+    async fn queued_frames_go_out_whole_and_in_order_across_buffers_and_shared_payloads() {
         let (mut ws, mut client) = pair();
-        let event = Bytes::from(vec![b'e'; SHARE_FROM + 1000]);
-        ws.queue(OpCode::Text, event.clone());
-        ws.queue(OpCode::Binary, Bytes::from_static(&[1, 2]));
-        ws.queue(OpCode::Text, event.clone());
-        ws.queue(OpCode::Ping, Bytes::new());
+        // Small frames fill several buffers; every seventh payload is
+        // large enough to be written from its shared bytes.
+        let payloads: Vec<Bytes> = (0..60u8)
+            .map(|i| {
+                let len = if i % 7 == 3 {
+                    SHARE_FROM + usize::from(i)
+                } else {
+                    100
+                };
+                Bytes::from(vec![i; len])
+            })
+            .collect();
+        for (i, p) in payloads.iter().enumerate() {
+            let op = if i % 2 == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            ws.queue(op, p);
+        }
+        ws.queue(OpCode::Ping, &Bytes::new());
+        assert!(ws.pending());
         ws.flush().await.unwrap();
         assert!(!ws.pending());
-        let got = frames_read(&mut client, 4).await;
-        assert_eq!(
-            got,
-            [
-                (OpCode::Text, event.to_vec()),
-                (OpCode::Binary, vec![1, 2]),
-                (OpCode::Text, event.to_vec()),
-                (OpCode::Ping, vec![]),
-            ]
-        );
+        let got = frames_read(&mut client, payloads.len() + 1).await;
+        for (i, p) in payloads.iter().enumerate() {
+            let op = if i % 2 == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            assert_eq!(got[i], (op, p.to_vec()), "frame {i}");
+        }
+        assert_eq!(got[payloads.len()], (OpCode::Ping, vec![]));
     }
 
     #[tokio::test]
