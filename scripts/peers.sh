@@ -86,6 +86,18 @@ wait_port() {
     exit 1
 }
 
+# Publishes N 64-byte events to TOPIC on the server at $port (POST /send).
+publish() { # topic, count
+    python3 - "$port" "$1" "$2" << 'PY'
+import json, sys, urllib.request
+port, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+batch = [{"publish": {"topic": topic, "intended_ns": i + 1, "payload": "x" * 64}} for i in range(n)]
+req = urllib.request.Request(f"http://127.0.0.1:{port}/send", json.dumps(batch).encode(),
+                             {"Content-Type": "application/json"})
+urllib.request.urlopen(req).read()
+PY
+}
+
 # --- server shape --------------------------------------------------------
 port=$(free_port)
 token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
@@ -96,14 +108,7 @@ wait_port "$port"
 # Ten 64-byte events on one topic: every poll from cursor 0 is answered at
 # once with the same batch, so each request costs the server the same.
 events=10
-python3 - "$port" "$events" << 'PY'
-import json, sys, urllib.request
-port, n = sys.argv[1], int(sys.argv[2])
-batch = [{"publish": {"topic": "PEERS", "intended_ns": i + 1, "payload": "x" * 64}} for i in range(n)]
-req = urllib.request.Request(f"http://127.0.0.1:{port}/send", json.dumps(batch).encode(),
-                             {"Content-Type": "application/json"})
-urllib.request.urlopen(req).read()
-PY
+publish PEERS "$events"
 poll="http://127.0.0.1:$port/lp?subs=PEERS:0&hold_ms=0"
 mkdir -p "$work/www"
 curl -sf "$poll" -o "$work/www/batch"
@@ -162,14 +167,7 @@ PY
 )
 gen_us=$(per_req_us "$gen_cpu" "$gen_requests")
 # wrk fetches answers of the same number of events from a fresh topic.
-python3 - "$port" "$per_poll" << 'PY'
-import json, sys, urllib.request
-port, n = sys.argv[1], int(sys.argv[2])
-batch = [{"publish": {"topic": "GEN", "intended_ns": i + 1, "payload": "x" * 64}} for i in range(n)]
-req = urllib.request.Request(f"http://127.0.0.1:{port}/send", json.dumps(batch).encode(),
-                             {"Content-Type": "application/json"})
-urllib.request.urlopen(req).read()
-PY
+publish GEN "$per_poll"
 read -r wrk_requests wrk_cpu < <(run_wrk "http://127.0.0.1:$port/lp?subs=GEN:0&hold_ms=0" "$clients" 2)
 wrk_us=$(per_req_us "$wrk_cpu" "$wrk_requests")
 printf '%-34s %10s requests, generator %6.2f s CPU: %s us per request (%s events each)\n' \

@@ -306,6 +306,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         self.flush().await
     }
 
+    /// Sends a close frame with `code` and `reason` (cut to fit a control
+    /// frame); nothing is queued after it.
+    async fn send_close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        self.send(OpCode::Close, close_payload(code, reason))
+            .await?;
+        self.close_sent = true;
+        Ok(())
+    }
+
     /// Closes on the server's initiative: a close frame with `code` and
     /// `reason` (cut to fit a control frame), then the client's answering
     /// close, so the client sees the reason and not a dropped connection
@@ -314,14 +323,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
     /// let go.
     pub async fn close(mut self, code: u16, reason: &str) {
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            if self
-                .send(OpCode::Close, close_payload(code, reason))
-                .await
-                .is_err()
-            {
+            if self.send_close(code, reason).await.is_err() {
                 return;
             }
-            self.close_sent = true;
             while let Ok(read) = self.read().await {
                 if matches!(read, Read::Close(_)) {
                     break;
@@ -341,11 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
     /// close frame. All within [`CLOSE_GRACE`].
     pub async fn fail(mut self, code: u16, reason: &str) {
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            if self
-                .send(OpCode::Close, close_payload(code, reason))
-                .await
-                .is_err()
-            {
+            if self.send_close(code, reason).await.is_err() {
                 return;
             }
             let _ = self.io.shutdown().await;
