@@ -30,10 +30,10 @@ pub struct Encoded {
     pub bytes: Bytes,
 }
 
-/// What [`Subscriber::drain`] hands out.
+/// What [`Subscriber::drain`] hands out: lent, not cloned. The caller
+/// copies or clones what it keeps, so a drain costs no reference-count
+/// traffic per event.
 #[derive(Debug)]
-/// Lent, not cloned: the caller copies or clones what it keeps, so a
-/// drain costs no reference-count traffic per event.
 pub enum Drained<'a> {
     Event(&'a Encoded),
     /// Events `first..=last` of `topic` had left the buffer.

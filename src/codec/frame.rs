@@ -293,6 +293,22 @@ pub fn encode_frame(
     }
 }
 
+/// Close codes (RFC 6455 7.4.1) pushbench's ends send.
+pub mod close {
+    /// The endpoint is going away (the server: no pong to two pings).
+    pub const AWAY: u16 = 1001;
+    /// The frame broke the protocol.
+    pub const PROTOCOL: u16 = 1002;
+    /// A data type the endpoint does not take (binary where text is asked).
+    pub const UNSUPPORTED: u16 = 1003;
+    /// A payload that is not what its type says (invalid UTF-8, bad JSON).
+    pub const INVALID: u16 = 1007;
+    /// A message the endpoint's policy refuses.
+    pub const POLICY: u16 = 1008;
+    /// A message too big to take.
+    pub const TOO_BIG: u16 = 1009;
+}
+
 /// Whether a close code may appear on the wire (RFC 6455 7.4 and the IANA
 /// registry): 1000-1003, 1007-1014 and 3000-4999.
 pub fn is_valid_close_code(code: u16) -> bool {

@@ -10,7 +10,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::frame::{FrameError, FrameHeader, OpCode, Reassembler, apply_mask, decode_close};
+use super::frame::{FrameError, FrameHeader, OpCode, Reassembler, apply_mask, close, decode_close};
 
 /// Which end reads: a server reads masked frames, a client unmasked ones
 /// (RFC 6455 5.1), and each refuses the other kind.
@@ -144,9 +144,9 @@ fn data(opcode: OpCode, payload: Bytes) -> Result<DataMessage, FrameError> {
 /// is not UTF-8, 1009 for a message too long, 1002 for the rest.
 pub fn close_code(e: &FrameError) -> u16 {
     match e {
-        FrameError::InvalidUtf8 => 1007,
-        FrameError::MessageTooLong(_) => 1009,
-        _ => 1002,
+        FrameError::InvalidUtf8 => close::INVALID,
+        FrameError::MessageTooLong(_) => close::TOO_BIG,
+        _ => close::PROTOCOL,
     }
 }
 

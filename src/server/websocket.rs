@@ -8,7 +8,8 @@
 //! frame with its code (1002 protocol error, 1003 unsupported data, 1007
 //! invalid payload, 1008 policy, 1009 too big), so clients see the reason
 //! and not a dropped connection (1006). A refusal by policy waits briefly
-//! for the client's answering close; a broken frame closes TCP at once.
+//! for the client's answering close; after a broken frame the server ends
+//! its side at once and only drains what the client still sends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use super::admin::Refusal;
 use super::ws::{ReadError, UpgradedWs, WsUpgrade};
 use super::{AppState, send};
+use crate::codec::frame::close::{AWAY, INVALID, POLICY, UNSUPPORTED};
 use crate::codec::frame::{FrameError, OpCode};
 use crate::codec::reader::{DataMessage, Read, close_code};
 use crate::codec::{self, ClientMessage, Encoding, ServerMessage};
@@ -28,12 +30,6 @@ use crate::hub::{Drained, Subscriber};
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events written before a flush, so one slow wake does not hog the task.
 const DRAIN_CHUNK: usize = 256;
-
-/// Close codes (RFC 6455 7.4.1).
-const AWAY: u16 = 1001;
-const UNSUPPORTED: u16 = 1003;
-const INVALID: u16 = 1007;
-const POLICY: u16 = 1008;
 
 /// Client messages (and frames) are capped at `max_message`: a chat line
 /// or an echo request, not a second event stream. Events the server sends
