@@ -6,7 +6,7 @@
 #              against nginx serving the same bytes as a static file, both
 #              driven by wrk (same connections, threads and duration):
 #              server CPU per request, and the ratio.
-#   generator: pushbench's long-poll generator (a saturated run of
+#   generator: pushbench's long-poll generator (a heavily loaded run of
 #              scenarios/ci_saturation.toml), against wrk fetching answers
 #              of the same size from the same server: generator CPU per
 #              request, and the ratio.
@@ -152,7 +152,7 @@ printf '%-34s %10s requests, server %6.2f s CPU: %s us per request\n' \
 echo "ratio: pushbench long-poll server CPU per request = $(ratio "$pb_us" "$ng_us") x nginx's"
 
 # --- generator shape -----------------------------------------------------
-echo "== generator shape: scenarios/ci_saturation.toml, long polling (saturated)"
+echo "== generator shape: scenarios/ci_saturation.toml, long polling (heavily loaded)"
 "$pb" run scenarios/ci_saturation.toml --transport long_polling --quiet \
     --results-dir "$work/run" > "$work/run.log" 2>&1 || { cat "$work/run.log" >&2; exit 1; }
 read -r gen_requests gen_cpu per_poll clients < <(python3 - "$work/run" << 'PY'

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::LocalSet;
 
-use super::client_loop::{WorkerCtx, run_client};
+use super::client_loop::{Signals, WorkerCtx, mirror_signals, run_client};
 use super::send_clock::SendClock;
 use super::{ClientSpec, Control, IntervalReport, WorkerReport, new_histogram};
 use crate::client::{
@@ -80,6 +80,7 @@ pub fn spawn_worker(
                 messages: sends.0,
                 echo: sends.1,
                 send_clock,
+                signals: Signals::default(),
             });
             LocalSet::new().block_on(&rt, run(kind, clients, ctx, intervals))
         })?;
@@ -117,6 +118,7 @@ async fn run_all<T: Transport + 'static>(
     intervals: UnboundedSender<IntervalReport>,
 ) -> WorkerReport {
     let shared = Rc::new(T::Shared::default());
+    let mirror = tokio::task::spawn_local(mirror_signals(ctx.clone()));
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
@@ -133,6 +135,8 @@ async fn run_all<T: Transport + 'static>(
     }
     ticker.abort();
     let _ = ticker.await;
+    mirror.abort();
+    let _ = mirror.await;
     // The seconds up to now, then the one under way.
     let now = (clock::now_ns().saturating_sub(ctx.control.base_ns)) / 1_000_000_000;
     ctx.roll_to(now);
