@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::clock;
@@ -101,6 +102,11 @@ impl Default for HubLimits {
 /// its record in the topic buffer, its ledger entry and the allocator's
 /// share. Without it a budget of small events held several times its size.
 const EVENT_OVERHEAD: usize = 128;
+
+/// Topics a [`Subscriber`] holds without a heap allocation: the scenarios'
+/// clients watch a few (the stock ticker's five), and a long poll builds a
+/// subscriber for every request.
+const INLINE_TOPICS: usize = 8;
 
 /// See [`Hub::ledger`].
 #[derive(Default)]
@@ -291,7 +297,9 @@ pub struct Subscriber {
     /// subscription: a long poll answered at once (the usual case under
     /// load) never allocates it nor touches the topics' waiter lists.
     notify: Option<Arc<Notify>>,
-    topics: Vec<(Arc<Topic>, u64)>,
+    /// Each topic and its cursor; a long poll's few topics held inline, so
+    /// a poll answered at once allocates nothing here either.
+    topics: SmallVec<[(Arc<Topic>, u64); INLINE_TOPICS]>,
     /// Round-robin start, so a capped drain does not always favour topic 0.
     next_topic: usize,
 }
@@ -302,26 +310,27 @@ impl Subscriber {
     /// Returns the subscriber and, for the `None` topics, the head it starts at.
     pub fn new(
         hub: &Hub,
-        entries: &[(String, Option<u64>)],
+        entries: &[(impl AsRef<str>, Option<u64>)],
     ) -> Result<(Subscriber, Started), SubscribeError> {
         let id = hub.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let mut sub = Subscriber {
             id,
             notify: None,
-            topics: Vec::with_capacity(entries.len()),
+            topics: SmallVec::with_capacity(entries.len()),
             next_topic: 0,
         };
         let mut started = Vec::new();
         for (name, cursor) in entries {
+            let name = name.as_ref();
             if !codec::is_valid_topic(name) {
-                return Err(SubscribeError::InvalidTopic(name.clone()));
+                return Err(SubscribeError::InvalidTopic(name.to_owned()));
             }
             let topic = hub.topic(name)?;
             let state = topic.state.lock().expect("topic lock");
             let cursor = match *cursor {
                 Some(c) if c > state.head => {
                     return Err(SubscribeError::CursorAhead {
-                        topic: name.clone(),
+                        topic: name.to_owned(),
                         cursor: c,
                         head: state.head,
                     });
@@ -457,7 +466,7 @@ mod tests {
         let topic = hub.topic("A").unwrap();
         hub.publish(&topic, 1, b"x");
         // First poll subscribes from now: it gets the head, not old events.
-        let (sub, started) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let (sub, started) = Subscriber::new(&hub, &[("A", None)]).unwrap();
         assert_eq!(started, vec![(Arc::from("A"), 1)]);
         let cursor = sub.cursors().next().unwrap().1;
         drop(sub);
@@ -465,7 +474,7 @@ mod tests {
         hub.publish(&topic, 2, b"x");
         hub.publish(&topic, 3, b"x");
         // ...and delivered by the next poll, which carries the cursor.
-        let (mut sub, started) = Subscriber::new(&hub, &[("A".into(), Some(cursor))]).unwrap();
+        let (mut sub, started) = Subscriber::new(&hub, &[("A", Some(cursor))]).unwrap();
         assert!(started.is_empty());
         assert_eq!(seqs(&mut sub), (vec![2, 3], vec![]));
         assert_eq!(seqs(&mut sub), (vec![], vec![]));
@@ -484,7 +493,7 @@ mod tests {
         for i in 0..10 {
             hub.publish(&topic, i, b"");
         }
-        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), Some(2))]).unwrap();
+        let (mut sub, _) = Subscriber::new(&hub, &[("A", Some(2))]).unwrap();
         assert_eq!(seqs(&mut sub), (vec![7, 8, 9, 10], vec![(3, 6)]));
     }
 
@@ -497,9 +506,7 @@ mod tests {
                 ..HubLimits::default()
             },
         );
-        let err = Subscriber::new(&hub, &[("A".into(), Some(3))])
-            .err()
-            .unwrap();
+        let err = Subscriber::new(&hub, &[("A", Some(3))]).err().unwrap();
         assert_eq!(
             err,
             SubscribeError::CursorAhead {
@@ -508,7 +515,7 @@ mod tests {
                 head: 0
             }
         );
-        assert!(Subscriber::new(&hub, &[("a b".into(), None)]).is_err());
+        assert!(Subscriber::new(&hub, &[("a b", None)]).is_err());
     }
 
     #[test]
@@ -521,8 +528,7 @@ mod tests {
             },
         );
         let (a, b) = (hub.topic("A").unwrap(), hub.topic("B").unwrap());
-        let (mut sub, _) =
-            Subscriber::new(&hub, &[("A".into(), None), ("B".into(), None)]).unwrap();
+        let (mut sub, _) = Subscriber::new(&hub, &[("A", None), ("B", None)]).unwrap();
         for i in 0..5 {
             hub.publish(&a, i, b"");
             hub.publish(&b, i, b"");
@@ -544,7 +550,7 @@ mod tests {
             },
         );
         let topic = hub.topic("A").unwrap();
-        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let (mut sub, _) = Subscriber::new(&hub, &[("A", None)]).unwrap();
         // Before its first wait: the wake-up is registered then, and finds
         // the event the subscriber has not read.
         hub.publish(&topic, 0, b"");
@@ -570,11 +576,11 @@ mod tests {
         );
         let topic = hub.topic("A").unwrap();
         let waiters = || topic.state.lock().unwrap().waiters.len();
-        let (sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let (sub, _) = Subscriber::new(&hub, &[("A", None)]).unwrap();
         assert_eq!(waiters(), 0, "a subscription answered at once never waits");
         drop(sub);
         assert_eq!(waiters(), 0);
-        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), None)]).unwrap();
+        let (mut sub, _) = Subscriber::new(&hub, &[("A", None)]).unwrap();
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), sub.changed());
         assert!(quiet.await.is_err(), "nothing was published");
         assert_eq!(waiters(), 1);
@@ -597,7 +603,7 @@ mod tests {
         for i in 0..10 {
             hub.publish(&topic, i, &[b'x'; 1000]);
         }
-        let (mut sub, _) = Subscriber::new(&hub, &[("A".into(), Some(0))]).unwrap();
+        let (mut sub, _) = Subscriber::new(&hub, &[("A", Some(0))]).unwrap();
         let (got, missed) = seqs(&mut sub);
         // Each event is 1,000 bytes of payload plus its envelope: two fit.
         assert_eq!(got, vec![9, 10]);
@@ -629,7 +635,7 @@ mod tests {
         );
         assert!(hub.topic("A").is_ok());
         assert!(matches!(
-            Subscriber::new(&hub, &[("A".into(), None), ("D".into(), None)]),
+            Subscriber::new(&hub, &[("A", None), ("D", None)]),
             Err(SubscribeError::TopicLimit(_))
         ));
     }
@@ -659,15 +665,8 @@ mod tests {
             hub.publish(t, 0, &[b'x'; 100]);
         }
         // A's event, the oldest, left; B's and C's stay.
-        let (mut sub, _) = Subscriber::new(
-            &hub,
-            &[
-                ("A".into(), Some(0)),
-                ("B".into(), Some(0)),
-                ("C".into(), Some(0)),
-            ],
-        )
-        .unwrap();
+        let (mut sub, _) =
+            Subscriber::new(&hub, &[("A", Some(0)), ("B", Some(0)), ("C", Some(0))]).unwrap();
         let (got, missed) = seqs(&mut sub);
         assert_eq!(missed, vec![(1, 1)]);
         assert_eq!(got, vec![1, 1]);

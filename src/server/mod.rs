@@ -251,20 +251,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// See [`ServerConfig::loopback_hosts_only`].
 async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if state.config.loopback_hosts_only {
-        let host = req
-            .uri()
-            .authority()
-            .map(|a| a.host().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| {
-                        h.parse::<http::uri::Authority>()
-                            .map_or(h.to_owned(), |a| a.host().to_owned())
-                    })
-            });
-        if !host.as_deref().is_some_and(is_loopback_host) {
+        let loopback = match req.uri().authority() {
+            Some(authority) => is_loopback_host(authority.host()),
+            None => req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(|h| match h.parse::<http::uri::Authority>() {
+                    Ok(authority) => is_loopback_host(authority.host()),
+                    Err(_) => is_loopback_host(h),
+                }),
+        };
+        if !loopback {
             state.gauges.refused(admin::Refusal::Host);
             return (
                 StatusCode::FORBIDDEN,

@@ -79,9 +79,9 @@ pub async fn stream(
             Err(e) => return bad_request(format!("bad Last-Event-ID: {e}")),
         };
         // By name, not a scan per topic: linear in both lists.
-        let resume: std::collections::HashMap<String, Option<u64>> = resume.into_iter().collect();
+        let resume: std::collections::HashMap<&str, Option<u64>> = resume.into_iter().collect();
         for entry in &mut entries {
-            if let Some(cursor) = resume.get(&entry.0) {
+            if let Some(cursor) = resume.get(entry.0) {
                 entry.1 = cursor.or(entry.1);
             }
         }
