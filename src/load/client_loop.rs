@@ -331,21 +331,14 @@ async fn connection_loop<T: Transport>(
         // Waited on beside every receive, registered once per connection.
         let signal = signals.changed.notified();
         tokio::pin!(signal);
-        loop {
-            if signals.done(&tracker) {
-                control.complete.fetch_add(1, Ordering::Relaxed);
-                ctx.set_connected(false);
-                break 'connection;
-            }
-            if signals.stopped.get() {
-                ctx.set_connected(false);
-                break 'connection;
-            }
+        // Until the run stops or the client holds every event up to the
+        // final heads; either ends the connection, and the client with it.
+        while !signals.stopped.get() && !signals.done(&tracker) {
             // The receive stays in flight while the final heads arrive:
             // dropping it would abandon a sent long poll mid-answer. It is
             // polled first: the signals are rare, and a receive that is
             // ready (a frame already read) then costs no wait on them.
-            let result = {
+            let received = {
                 let recv = transport.recv(&tracker);
                 tokio::pin!(recv);
                 loop {
@@ -361,17 +354,9 @@ async fn connection_loop<T: Transport>(
                     }
                 }
             };
-            let outcome = match result {
-                // Stopped, or complete while a receive was in flight.
-                None => {
-                    if signals.done(&tracker) {
-                        control.complete.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ctx.set_connected(false);
-                    break 'connection;
-                }
-                Some(r) => r.and_then(|received| ctx.received(&mut tracker, &received, echo_topic)),
-            };
+            let Some(received) = received else { break };
+            let outcome =
+                received.and_then(|received| ctx.received(&mut tracker, &received, echo_topic));
             if let Err(e) = outcome {
                 ctx.error(e.kind());
                 ctx.set_connected(false);
@@ -380,6 +365,11 @@ async fn connection_loop<T: Transport>(
                 continue 'connection;
             }
         }
+        if signals.done(&tracker) {
+            control.complete.fetch_add(1, Ordering::Relaxed);
+        }
+        ctx.set_connected(false);
+        break;
     }
     tracker
 }
