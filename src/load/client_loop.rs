@@ -72,6 +72,18 @@ pub(super) struct Signals {
 }
 
 impl Signals {
+    /// Returns once the run has stopped.
+    async fn until_stopped(&self) {
+        loop {
+            // Made before the check: a stop between the two still wakes it.
+            let changed = self.changed.notified();
+            if self.stopped.get() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// True when the client holds every event up to the final heads.
     fn done(&self, tracker: &Tracker) -> bool {
         self.heads
@@ -271,11 +283,10 @@ async fn connection_loop<T: Transport>(
     echo_topic: Option<&str>,
 ) -> Tracker {
     let control = ctx.control.clone();
-    let stop = control.stop.clone();
     let signals = &ctx.signals;
     let mut tracker = Tracker::new(spec.topics.clone());
     tokio::select! {
-        () = stop.cancelled() => return tracker,
+        () = signals.until_stopped() => return tracker,
         () = tokio::time::sleep_until(clock::instant_at(spec.start_ns)) => {}
     }
     let mut failures = 0u32;
@@ -283,14 +294,14 @@ async fn connection_loop<T: Transport>(
         if failures > 0 {
             let backoff = (Duration::from_millis(100) * 2u32.pow(failures.min(5))).min(MAX_BACKOFF);
             tokio::select! {
-                () = stop.cancelled() => break,
+                () = signals.until_stopped() => break,
                 () = tokio::time::sleep(backoff) => {}
             }
         }
         let began = clock::now_ns();
         let attempt = {
             tokio::select! {
-                () = stop.cancelled() => break,
+                () = signals.until_stopped() => break,
                 r = tokio::time::timeout(CONNECT_TIMEOUT, T::connect(dial, shared, &tracker)) => r,
             }
         };
