@@ -64,6 +64,12 @@ struct ScenarioArgs {
     /// Events per second over all topics: sets publish.rate.
     #[arg(long, value_name = "EVENTS_PER_S", allow_negative_numbers = true)]
     rate: Option<String>,
+    /// Run the clients in N generator processes on this machine, each
+    /// with one shard of them and its topics' publisher, against the one
+    /// server, measuring one window; their results are merged into one:
+    /// sets clients.processes.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    generators: Option<String>,
     /// Run over an emulated link with this preset, replacing the
     /// scenario's [network] section: lan, broadband, 4g, 3g, satellite or
     /// lossy_wifi (figures and sources: docs/network.md). Needs root.
@@ -100,6 +106,7 @@ impl ScenarioArgs {
             ("--clients", "clients.count", &self.clients),
             ("--duration", "phases.measure", &self.duration),
             ("--rate", "publish.rate", &self.rate),
+            ("--generators", "clients.processes", &self.generators),
             ("--target", "target.url", &self.target),
         ];
         // --network replaces the whole section, so a file's own keys do
@@ -205,6 +212,11 @@ enum Command {
         /// for the run that started it, which serves the dashboard.
         #[arg(long, hide = true)]
         progress_lines: bool,
+        /// Internal: this part is one generator process of several (see
+        /// `runner::WindowGate`); their timeline's zero, on the monotonic
+        /// clock.
+        #[arg(long, hide = true, value_name = "NS")]
+        window_gate: Option<u64>,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -468,9 +480,11 @@ async fn dispatch(cli: Cli) -> u8 {
             link,
             dashboard,
             progress_lines,
+            window_gate,
             target,
         } => {
             let how = RunHow {
+                window_gate,
                 quiet,
                 tls,
                 repeat,
@@ -1071,6 +1085,10 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
                 s.clients.here(),
                 s.publish.rate / f64::from(n)
             ),
+            None if s.clients.processes > 1 => format!(
+                "each in a generator process of its own ({} worker threads each), publishing its topics' events, against one server; one window, results merged",
+                s.clients.workers
+            ),
             None => "this process runs all of them".into(),
         };
         let _ = writeln!(
@@ -1501,6 +1519,8 @@ struct RunHow {
     dashboard: Option<SocketAddr>,
     /// `--progress-lines`: a part's progress as JSON lines on stdout.
     progress_lines: bool,
+    /// `--window-gate`: this part is one generator process of several.
+    window_gate: Option<u64>,
     target: TargetArgs,
 }
 
@@ -1520,8 +1540,13 @@ async fn run(
         link,
         dashboard,
         progress_lines,
+        window_gate,
         target: target_args,
     } = how;
+    if window_gate.is_some() && !part {
+        eprintln!("error: --window-gate is internal: it is given to a run's generator processes");
+        return exit::BAD_INPUT;
+    }
     let path = args.scenario.as_path();
     if part {
         // A part whose parent dies (killed, say) is interrupted like a
@@ -1566,6 +1591,13 @@ async fn run(
     scenario.tls |= tls;
     if let Some(r) = repeat {
         scenario.run.repeat = r;
+    }
+    if dashboard.is_some() && scenario.clients.processes > 1 {
+        eprintln!(
+            "error: --dashboard with clients.processes = {}: the live page follows one generator process; run with one, or without the page",
+            scenario.clients.processes
+        );
+        return exit::BAD_INPUT;
     }
     if let Err(e) = proxy_preflight(&scenario, path) {
         eprintln!("error: {e}");
@@ -1721,8 +1753,41 @@ async fn run(
             };
             return run_in_parts(parts, results_dir, &interrupt, concurrent).await;
         }
+        let launch = target_launch.unwrap_or(ServerLaunch::Spawn {
+            exe: exe.clone(),
+            link: link.clone(),
+        });
+        if scenario.clients.processes > 1 {
+            let g = Generators {
+                scenario: &scenario,
+                path,
+                overrides: &overrides,
+                exe: &exe,
+                quiet,
+                target: &target_args,
+                warnings: concurrent.err().into_iter().collect(),
+            };
+            let (summary, dir, ending) =
+                match run_generators(&g, &launch, results_dir, &interrupt).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::FAILED;
+                    }
+                };
+            if part {
+                return ending_code(ending);
+            }
+            return finish(&summary, &dir, ending, json);
+        }
         let environment = crate::environment::environment();
-        let terminal = crate::progress::for_output(quiet);
+        // Of several generator processes, the first shows its progress.
+        let terminal: Box<dyn crate::progress::Progress> =
+            if window_gate.is_some() && scenario.clients.shard != Some(0) {
+                Box::new(crate::progress::Silent)
+            } else {
+                crate::progress::for_output(quiet)
+            };
         let progress: std::sync::Arc<dyn crate::progress::Progress> = match &board {
             Some(board) => std::sync::Arc::new(crate::dashboard::Tee::new(
                 terminal,
@@ -1734,11 +1799,8 @@ async fn run(
             )),
             None => terminal.into(),
         };
-        let launch = target_launch.unwrap_or(ServerLaunch::Spawn {
-            exe,
-            link: link.clone(),
-        });
-        let outcome = runner::run_scenario(&scenario, &launch, &interrupt, progress).await;
+        let gate = window_gate.map(|base_ns| runner::WindowGate { base_ns });
+        let outcome = runner::run_scenario(&scenario, &launch, &interrupt, progress, gate).await;
         let mut environment = environment;
         environment.set_reference_steps(outcome.reference_steps_ns.clone());
         let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
@@ -2121,6 +2183,256 @@ async fn run_parts_once(
         }
     }
     (parts, Ending::Complete)
+}
+
+/// What [`run_generators`] needs of the run.
+struct Generators<'a> {
+    scenario: &'a Scenario,
+    path: &'a Path,
+    /// Passed on to every process as `--set`, so each runs the same scenario.
+    overrides: &'a [Override],
+    exe: &'a Path,
+    quiet: bool,
+    /// How to reach a `--target`, passed on to every process.
+    target: &'a TargetArgs,
+    /// Added to the merged summary (another run on the machine, say).
+    warnings: Vec<String>,
+}
+
+/// How far ahead of their start the generator processes' shared timeline
+/// begins: each is up and waiting before it, so none begins late on it.
+const GENERATORS_LEAD: Duration = Duration::from_millis(500);
+
+/// `clients.processes = N`: runs this transport's clients as N generator
+/// processes (`run --part --shard K/N --target URL`), each with its own
+/// open-file budget, worker threads and histograms and publishing its own
+/// shard's topics, against one server: the one this process starts for the
+/// transport, or the run's target. They share a timeline and open their
+/// measured window together (see [`runner::WindowGate`]). Their results are
+/// merged into one directory (each process's own figures in its summary's
+/// `processes.generators`); when they cannot be, they stay under
+/// `generators/K/` in it.
+async fn run_generators(
+    g: &Generators<'_>,
+    launch: &ServerLaunch,
+    results_dir: &Path,
+    interrupt: &CancellationToken,
+) -> Result<(Summary, PathBuf, Ending), String> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let s = g.scenario;
+    // Several transports, or repetitions, run as parts, each of one.
+    let &[kind] = s.transports.as_slice() else {
+        return Err("generator processes measure one transport at a time".into());
+    };
+    let n = s.clients.processes;
+    let started_at_utc =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let dir = results_path(results_dir, &s.name, &started_at_utc);
+    let own = dir.join("generators");
+
+    // The server: one started for this transport, or the run's target.
+    let server = match &s.target {
+        None => Some(
+            crate::server_process::ServerUnderTest::start(launch, s, kind.server())
+                .await
+                .map_err(|e| format!("{kind}: the server did not start: {e:#}"))?,
+        ),
+        Some(_) => None,
+    };
+    let cert = match server.as_ref().and_then(|sv| sv.tls_cert_pem.as_ref()) {
+        Some(pem) => {
+            let file = tempfile::NamedTempFile::new()
+                .and_then(|mut f| std::io::Write::write_all(&mut f, pem.as_bytes()).map(|()| f))
+                .map_err(|e| format!("cannot write the server's certificate: {e}"))?;
+            Some(file)
+        }
+        None => None,
+    };
+    let (url, token, pid, ca) = match (&server, &s.target) {
+        (Some(sv), _) => (
+            format!("{}://{}", if s.tls { "https" } else { "http" }, sv.addr),
+            sv.token().map(str::to_owned),
+            sv.pid(),
+            cert.as_ref().map(|f| f.path().to_owned()),
+        ),
+        (None, target) => (
+            target.as_ref().map(|t| t.url.clone()).unwrap_or_default(),
+            g.target.token.clone(),
+            g.target.server_pid,
+            g.target.ca.clone(),
+        ),
+    };
+    if !g.quiet {
+        eprintln!(
+            "[pushbench] {kind}: {n} generator processes, {} clients each (the progress shown is the first's)",
+            s.clients.count.div_ceil(n)
+        );
+    }
+
+    let base_ns = crate::clock::now_ns() + GENERATORS_LEAD.as_nanos() as u64;
+    let mut children = Vec::new();
+    for k in 0..n {
+        let mut cmd = tokio::process::Command::new(g.exe);
+        cmd.arg("run")
+            .arg(g.path)
+            .args(["--part", "--transport", kind.name(), "--results-dir"])
+            .arg(own.join(k.to_string()))
+            .args([
+                format!("--window-gate={base_ns}"),
+                format!("--shard={k}/{n}"),
+                format!("--target={url}"),
+            ])
+            .args(
+                g.overrides
+                    .iter()
+                    .map(|o| format!("--set={}={}", o.key, o.value)),
+            )
+            .args([
+                "--set=clients.processes=1".to_owned(),
+                format!("--set=clients.workers={}", s.clients.workers),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if kind.server() == crate::scenario::ServerKind::Socketio {
+            cmd.arg("--set=target.kind=\"socketio\"");
+        }
+        if g.quiet || k > 0 {
+            cmd.arg("--quiet");
+        }
+        // The token in the environment, as a command line is visible to
+        // every user of the machine.
+        if let Some(token) = &token {
+            cmd.env("PUSHBENCH_TOKEN", token);
+        }
+        if let Some(pid) = pid {
+            cmd.arg(format!("--server-pid={pid}"));
+        }
+        if let Some(ca) = &ca {
+            cmd.arg("--ca").arg(ca);
+        }
+        children.push(
+            cmd.spawn()
+                .map_err(|e| format!("cannot start generator process {k}: {e}"))?,
+        );
+    }
+
+    // The window opens when every process can open it.
+    let mut stdins: Vec<_> = children.iter_mut().map(|c| c.stdin.take()).collect();
+    let mut lines: Vec<_> = children
+        .iter_mut()
+        .map(|c| {
+            c.stdout
+                .take()
+                .map(|o| tokio::io::BufReader::new(o).lines())
+        })
+        .collect();
+    let all_ready = async {
+        let mut latest = 0;
+        for (k, out) in lines.iter_mut().enumerate() {
+            let mut ready = None;
+            while let Some(Ok(Some(line))) = match out {
+                Some(out) => Some(out.next_line().await),
+                None => None,
+            } {
+                ready = line
+                    .strip_prefix(runner::GATE_READY)
+                    .and_then(|ns| ns.parse::<u64>().ok());
+                if ready.is_some() {
+                    break;
+                }
+            }
+            latest = ready.ok_or(k)?.max(latest);
+        }
+        Ok::<u64, usize>(latest)
+    };
+    let gone_early = tokio::select! {
+        ready = all_ready => match ready {
+            Ok(ns) => {
+                let go = format!("{}{ns}\n", runner::GATE_GO);
+                for stdin in stdins.iter_mut().flatten() {
+                    let _ = stdin.write_all(go.as_bytes()).await;
+                    let _ = stdin.flush().await;
+                }
+                None
+            }
+            Err(k) => Some(k),
+        },
+        () = interrupt.cancelled() => None,
+    };
+    drop(stdins);
+    // Nothing else is read from them, but a full pipe must not stall one.
+    for mut out in lines.into_iter().flatten() {
+        tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    }
+    // A process that ended before its window stops the others: without it
+    // their results cannot be merged.
+    let stop = interrupt.child_token();
+    if gone_early.is_some() {
+        stop.cancel();
+    }
+    let waits: Vec<_> = children
+        .into_iter()
+        .map(|mut child| {
+            let stop = stop.clone();
+            tokio::spawn(async move { wait_passing_interrupt(&mut child, &stop).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for w in waits {
+        statuses.push(w.await.map_err(std::io::Error::other).and_then(|r| r));
+    }
+    if let Some(server) = server {
+        server.stop().await;
+    }
+
+    let code = |k: usize| statuses[k].as_ref().ok().and_then(|s| s.code());
+    let status = |k: usize| match &statuses[k] {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    };
+    let ending = if interrupt.is_cancelled()
+        || (0..statuses.len()).any(|k| code(k) == Some(exit::INTERRUPTED as i32))
+    {
+        Ending::Interrupted
+    } else if let Some(k) = gone_early {
+        Ending::Failed(format!(
+            "generator process {k} ended before its window opened ({})",
+            status(k)
+        ))
+    } else if let Some(k) = (0..statuses.len()).find(|&k| code(k) != Some(exit::OK as i32)) {
+        Ending::Failed(format!("generator process {k} ended with {}", status(k)))
+    } else {
+        Ending::Complete
+    };
+    let written: Vec<Option<PathBuf>> = (0..n)
+        .map(|k| {
+            std::fs::read_dir(own.join(k.to_string()))
+                .ok()
+                .and_then(|entries| entries.flatten().map(|e| e.path()).find(|d| d.is_dir()))
+        })
+        .collect();
+    if let Some(k) = written.iter().position(Option::is_none) {
+        let why = match &ending {
+            Ending::Failed(why) => why.clone(),
+            _ => format!("it ended with {}", status(k)),
+        };
+        return Err(format!(
+            "generator process {k} wrote no results ({why}), so the processes' results in {} cannot be merged",
+            own.display()
+        ));
+    }
+    let dirs: Vec<PathBuf> = written.into_iter().flatten().collect();
+    let summary = report::shards::merge_generators(&dirs, &dir, s, g.warnings.clone()).map_err(
+        |e| match e {
+            report::shards::MergeError::Refused(why) => why,
+            report::shards::MergeError::Failed(e) => format!("{e:#}"),
+        },
+    )?;
+    // Merged: each process's own figures are in the summary
+    // (`processes.generators`).
+    let _ = std::fs::remove_dir_all(&own);
+    Ok((summary, dir, ending))
 }
 
 /// Reads a part's progress lines (`--progress-lines`) into the live page

@@ -214,18 +214,67 @@ pub struct RunOutcome {
     pub reference_steps_ns: Vec<u64>,
 }
 
+/// How one generator process of `run --generators N` measures over exactly
+/// the window its siblings do. They share the timeline's zero
+/// (`base_ns`, chosen by the process that started them); once its clients
+/// are subscribed, each says on stdout how soon it could open the window
+/// ([`GATE_READY`]) and waits on stdin for the start that suits them all
+/// ([`GATE_GO`]). Opening on the same whole second of the same timeline,
+/// they measure one window: the server's CPU and the machine's load each of
+/// them reads over it are then one measurement, not N different ones.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowGate {
+    /// The timeline's zero on [`clock::now_ns`], shared by the processes.
+    pub base_ns: u64,
+}
+
+/// A process's line on stdout: `{GATE_READY}{earliest_ns}`.
+pub const GATE_READY: &str = "pushbench window ready at ";
+/// The answer on its stdin: `{GATE_GO}{earliest_ns}`, the latest of them.
+pub const GATE_GO: &str = "pushbench window go at ";
+
+impl WindowGate {
+    /// The earliest window start every sibling can keep, from this
+    /// process's own earliest.
+    async fn agree(&self, earliest_ns: u64) -> anyhow::Result<u64> {
+        use std::io::Write as _;
+        use tokio::io::AsyncBufReadExt as _;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{GATE_READY}{earliest_ns}")?;
+            out.flush()?;
+        }
+        let mut line = String::new();
+        tokio::io::BufReader::new(tokio::io::stdin())
+            .read_line(&mut line)
+            .await?;
+        let agreed = line
+            .trim_end()
+            .strip_prefix(GATE_GO)
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the run that started this generator process gave no window start (got {line:?})"
+                )
+            })?;
+        Ok(agreed.max(earliest_ns))
+    }
+}
+
 /// Runs every transport of the scenario in order. Stops early (keeping what
-/// was measured) on `interrupt` or a failure.
+/// was measured) on `interrupt` or a failure. With a `gate`, this process
+/// is one of several generators whose windows must coincide.
 pub async fn run_scenario(
     scenario: &Scenario,
     launch: &ServerLaunch,
     interrupt: &CancellationToken,
     progress: Arc<dyn Progress>,
+    gate: Option<WindowGate>,
 ) -> RunOutcome {
     let mut transports = Vec::new();
     let mut steps = vec![reference_step().await];
     for &kind in &scenario.transports {
-        let run = run_transport(scenario, kind, launch, interrupt, progress.clone()).await;
+        let run = run_transport(scenario, kind, launch, interrupt, progress.clone(), gate).await;
         steps.push(reference_step().await);
         let ending = match &run.incomplete_reason {
             None => format!(
@@ -326,6 +375,7 @@ async fn run_transport(
     launch: &ServerLaunch,
     interrupt: &CancellationToken,
     progress: Arc<dyn Progress>,
+    gate: Option<WindowGate>,
 ) -> TransportRun {
     let me = ProcHandle::myself();
     me.reset_peak_rss();
@@ -454,8 +504,16 @@ async fn run_transport(
         }
     };
     // The timeline, the connect ramp and the phases start once the server
-    // is up: a slow server start must not squeeze the ramp.
-    let base_ns = clock::now_ns();
+    // is up: a slow server start must not squeeze the ramp. A generator
+    // process of several starts on the zero they share (a little after
+    // they were started, so that no process begins late on it).
+    let base_ns = match gate {
+        Some(g) => {
+            sleep_until_ns(g.base_ns).await;
+            g.base_ns
+        }
+        None => clock::now_ns(),
+    };
     run.phases.base_ns = base_ns;
     run.started_at = SystemTime::now();
     let sampler = machine::Sampler::start(base_ns);
@@ -561,6 +619,7 @@ async fn run_transport(
                 &workers,
                 &mut run,
                 progress.as_ref(),
+                gate,
             );
             let mut died_at = None;
             let r = tokio::select! {
@@ -825,6 +884,7 @@ async fn drive_phases(
     workers: &[load::Worker],
     run: &mut TransportRun,
     progress: &dyn Progress,
+    gate: Option<WindowGate>,
 ) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering::{Acquire, Relaxed};
     let clients = u64::from(scenario.clients.here());
@@ -868,7 +928,10 @@ async fn drive_phases(
         .network
         .as_ref()
         .map_or(0, |n| (3 * (n.rtt + 2 * n.jitter)).as_nanos() as u64);
-    let earliest = clock::now_ns() + SEC / 5 + link_lead + warmup;
+    let mut earliest = clock::now_ns() + SEC / 5 + link_lead + warmup;
+    if let Some(g) = gate {
+        earliest = g.agree(earliest).await?;
+    }
     let measure_start = run.phases.base_ns + (earliest - run.phases.base_ns).div_ceil(SEC) * SEC;
     let start = measure_start - warmup;
     let measure_end = measure_start + measure;

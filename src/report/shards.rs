@@ -21,8 +21,8 @@ use super::files::{self, HISTOGRAMS, SUMMARY, TIMELINE, TimelineRow, WindowHisto
 use super::merge::read_log;
 use super::saved;
 use super::summary::{
-    ClientMessageFigures, Cost, Delivery, Percentiles, PhaseFigures, Processes, PublisherFigures,
-    ShardOrigin, Summary, TransportSummary, interval_log_name,
+    ClientMessageFigures, Cost, Delivery, GeneratorProcess, Percentiles, PhaseFigures, Processes,
+    PublisherFigures, ShardOrigin, Summary, TransportSummary, interval_log_name,
 };
 use crate::scenario::TransportKind;
 
@@ -51,6 +51,30 @@ struct Shard {
 /// Merges the shards in `dirs` into `out` (created; must not hold a
 /// summary already) and returns the merged summary.
 pub fn merge_shards(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
+    merge(dirs, out, None)
+}
+
+/// Merges the generator processes of one `run --generators N` (see
+/// [`crate::runner::WindowGate`]): shards on this machine, against one
+/// server, that measured exactly the same window. The server's CPU and peak
+/// memory and the machine's load, which each of them measured over that
+/// window, are then known; the summary carries `scenario`, the run's own.
+pub fn merge_generators(
+    dirs: &[PathBuf],
+    out: &Path,
+    scenario: &crate::scenario::Scenario,
+    warnings: Vec<String>,
+) -> Result<Summary, MergeError> {
+    merge(dirs, out, Some((scenario, warnings)))
+}
+
+/// `one_window`: the scenario of a run whose shards measured one window,
+/// and warnings of its own.
+fn merge(
+    dirs: &[PathBuf],
+    out: &Path,
+    one_window: Option<(&crate::scenario::Scenario, Vec<String>)>,
+) -> Result<Summary, MergeError> {
     let refuse = |m: String| Err(MergeError::Refused(m));
     if out.join(SUMMARY).exists() {
         return refuse(format!(
@@ -100,18 +124,38 @@ pub fn merge_shards(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError>
         .flat_map(|s| s.summary.environment.reference_steps_ns.iter().copied())
         .collect();
     merged.warnings = union(shards.iter().map(|s| &s.summary.warnings));
-    merged.warnings.push(format!(
-        "merged from {} shards: counts are summed and latency histograms added; the server's CPU and memory and the machine's load are not merged (each shard measured them over its own window), see each shard's directory",
-        shards.len()
-    ));
+    merged.warnings.push(match one_window {
+        None => format!(
+            "merged from {} shards: counts are summed and latency histograms added; the server's CPU and memory and the machine's load are not merged (each shard measured them over its own window), see each shard's directory",
+            shards.len()
+        ),
+        Some(_) => format!(
+            "merged from {} generator processes that measured one window: counts are summed and latency histograms added; the server's CPU is the mean of what each measured over that window, the machine's load shard 0's",
+            shards.len()
+        ),
+    });
+    // The run's own scenario: the processes' say where they found the
+    // server this process started, as if it were a target.
+    if let Some((scenario, warnings)) = &one_window {
+        let theirs = super::summary::scenario_warnings(&first.scenario);
+        merged.warnings.retain(|w| !theirs.contains(w));
+        merged
+            .warnings
+            .splice(0..0, super::summary::scenario_warnings(scenario));
+        merged.warnings.extend(warnings.iter().cloned());
+        merged.scenario = (*scenario).clone();
+    }
     merged.warnings.extend(skew_warning(
         &shards
             .iter()
             .map(|s| s.summary.started_at_utc.as_str())
             .collect::<Vec<_>>(),
     ));
+    // A run's own generator processes ran here, and their directories go
+    // once merged: their figures are in `processes.generators`.
     merged.shards = shards
         .iter()
+        .filter(|_| one_window.is_none())
         .map(|s| ShardOrigin {
             shard: s.index,
             directory: s.dir.display().to_string(),
@@ -133,7 +177,8 @@ pub fn merge_shards(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError>
             let all: Vec<&TransportSummary> =
                 shards.iter().map(|s| &s.summary.transports[i]).collect();
             let h = add_window_histograms(t.transport, &histograms)?;
-            Ok(merge_transport(&all, &h))
+            let indices: Vec<u32> = shards.iter().map(|s| s.index).collect();
+            Ok(merge_transport(&all, &indices, &h, one_window.is_some()))
         })
         .collect::<anyhow::Result<_>>()?;
 
@@ -341,8 +386,14 @@ fn per_event(value: f64, events: u64) -> Option<f64> {
     (events > 0).then(|| value / events as f64)
 }
 
-/// One transport's figures over every shard.
-fn merge_transport(all: &[&TransportSummary], h: &WindowHistograms) -> TransportSummary {
+/// One transport's figures over every shard; `one_window`: the shards
+/// measured one server over one window (see [`merge_generators`]).
+fn merge_transport(
+    all: &[&TransportSummary],
+    shards: &[u32],
+    h: &WindowHistograms,
+    one_window: bool,
+) -> TransportSummary {
     let first = all[0];
     let sum = |f: fn(&TransportSummary) -> u64| all.iter().map(|t| f(t)).sum::<u64>();
     let events = sum(|t| t.throughput.delivered_in_window);
@@ -357,7 +408,7 @@ fn merge_transport(all: &[&TransportSummary], h: &WindowHistograms) -> Transport
         .filter_map(|t| t.processes.server_cpu_s)
         .map(|s| format!("{s:.3} s"))
         .collect();
-    if !server_cpu.is_empty() {
+    if !server_cpu.is_empty() && !one_window {
         warnings.push(format!(
             "server CPU is unknown in a merged run: every shard measured the whole server over its own window ({})",
             server_cpu.join(", ")
@@ -428,10 +479,40 @@ fn merge_transport(all: &[&TransportSummary], h: &WindowHistograms) -> Transport
         requests,
         connections_opened: sum(|t| t.cost.connections_opened),
     };
+    // Over one window, every shard's reading of the server is a reading of
+    // the same CPU time; they differ only by when each took its snapshots.
+    let server_cpu_s = one_window
+        .then(|| sum_known_f(all.iter().map(|t| t.processes.server_cpu_s)))
+        .flatten()
+        .map(|s| s / all.len() as f64);
+    merged.cost.server_cpu_us_per_event = server_cpu_s.and_then(|c| per_event(c * 1e6, events));
+    // Shard 0's share of the machine counts its own generator; the others'
+    // generators are added in proportion.
+    let machine_cpu_share = match (one_window, first.processes.machine_cpu_share) {
+        (true, Some(share)) => match (
+            first.processes.generator_cpu_s,
+            first.processes.server_cpu_s,
+            generator_cpu_s,
+            server_cpu_s,
+        ) {
+            (Some(g0), Some(s0), Some(g), Some(s)) if g0 + s0 > 0.0 => {
+                Some(share * (g + s) / (g0 + s0))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     merged.processes = Processes {
-        server_cpu_s: None,
+        server_cpu_s,
         generator_cpu_s,
-        server_peak_rss_bytes: None,
+        server_peak_rss_bytes: one_window
+            .then(|| {
+                all.iter()
+                    .map(|t| t.processes.server_peak_rss_bytes)
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().max())
+            })
+            .flatten(),
         // Every shard's generator at its peak: an upper bound of their
         // memory together.
         generator_peak_rss_bytes: sum_known(
@@ -441,9 +522,24 @@ fn merge_transport(all: &[&TransportSummary], h: &WindowHistograms) -> Transport
         // The mean over the shards' generators.
         generator_cpu_share: sum_known_f(all.iter().map(|t| t.processes.generator_cpu_share))
             .map(|s| s / all.len() as f64),
-        machine_cpu_share: None,
+        machine_cpu_share,
+        generators: all
+            .iter()
+            .zip(shards)
+            .map(|(t, &shard)| GeneratorProcess {
+                shard,
+                delivered_in_window: t.throughput.delivered_in_window,
+                cpu_s: t.processes.generator_cpu_s,
+                cpu_share: t.processes.generator_cpu_share,
+                peak_rss_bytes: t.processes.generator_peak_rss_bytes,
+            })
+            .collect(),
     };
-    merged.machine = None;
+    merged.machine = if one_window {
+        first.machine.clone()
+    } else {
+        None
+    };
     merged.server = None;
     merged.errors = BTreeMap::new();
     for t in all {
@@ -665,7 +761,7 @@ mod tests {
             connect: Histogram::new(3).unwrap(),
             echo: None,
         };
-        let m = merge_transport(&[ta, tb], &h);
+        let m = merge_transport(&[ta, tb], &[0, 1], &h, false);
         assert_eq!(m.delivery.delivered, 2 * ta.delivery.delivered);
         assert_eq!(m.delivery.expected, ta.delivery.expected.map(|e| 2 * e));
         assert_eq!(m.cost.bytes_down, 2 * ta.cost.bytes_down);

@@ -417,6 +417,25 @@ pub struct Processes {
     /// Server plus generator CPU (plus the proxy's and the link stage's,
     /// when they run) as a share of all cores.
     pub machine_cpu_share: Option<f64>,
+    /// Each generator process's own figures, in shard order, when the
+    /// clients ran in several (`run --generators N`, `pushbench merge`);
+    /// `generator_cpu_s` and `generator_peak_rss_bytes` are their sum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generators: Vec<GeneratorProcess>,
+}
+
+/// One generator process of a run whose clients ran in several.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GeneratorProcess {
+    /// K of its `--shard K/N`.
+    pub shard: u32,
+    /// Events its clients received in the window.
+    pub delivered_in_window: u64,
+    /// Its CPU time over the window.
+    pub cpu_s: Option<f64>,
+    /// Its CPU over the window as a share of its worker threads.
+    pub cpu_share: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// The whole machine over the seconds that overlap the measured window
@@ -759,6 +778,7 @@ impl TransportSummary {
                 server_memory_per_connection_bytes: memory_per_connection,
                 generator_cpu_share,
                 machine_cpu_share,
+                generators: Vec::new(),
             },
             machine,
             server: run.server_stats.as_ref().map(|s| ServerFigures {
@@ -825,14 +845,7 @@ impl Summary {
             pushbench: crate::environment::build(),
             environment,
             scenario: scenario.clone(),
-            warnings: scenario
-                .target
-                .iter()
-                .map(|t| format!(
-                    "{} is a running server: it serves every transport in turn, not a fresh process for each, so its memory and state carry over from one transport to the next",
-                    t.url
-                ))
-                .collect(),
+            warnings: scenario_warnings(scenario),
             transports: Vec::new(),
             shards: Vec::new(),
         }
@@ -858,4 +871,16 @@ impl Summary {
 /// The JSON schema of summary.json.
 pub fn schema() -> String {
     serde_json::to_string_pretty(&schemars::schema_for!(Summary)).expect("schema serializes") + "\n"
+}
+
+/// What the scenario itself tells the reader of every summary of it.
+pub fn scenario_warnings(scenario: &Scenario) -> Vec<String> {
+    scenario
+        .target
+        .iter()
+        .map(|t| format!(
+            "{} is a running server: it serves every transport in turn, not a fresh process for each, so its memory and state carry over from one transport to the next",
+            t.url
+        ))
+        .collect()
 }

@@ -176,9 +176,16 @@ pub const KEYS: &[Key] = &[
     Key {
         key: "clients.workers",
         kind: "integer",
-        default: Some("one per core"),
+        default: Some("one per core (per process: the cores divided among clients.processes)"),
         allowed: int(1, 64, "generator worker threads"),
         doc: "Generator worker threads, each with its own event loop and histograms.",
+    },
+    Key {
+        key: "clients.processes",
+        kind: "integer",
+        default: Some("1"),
+        allowed: int(1, 64, "generator processes"),
+        doc: "Generator processes on this machine, each running one shard (clients.shards = processes) with its own open-file budget, worker threads (clients.workers defaults to the cores divided among them) and histograms, against the one server; their results are merged into one. `run --generators N` sets it.",
     },
     Key {
         key: "clients.topic_choice",
@@ -619,9 +626,7 @@ drain = "1s"
     fn with(sets: &[(&str, String)]) -> Result<(), Option<String>> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("base.toml");
-        std::fs::write(
-            &path,
-            r#"
+        let base = r#"
 transports = ["websocket"]
 [clients]
 count = 1000
@@ -646,9 +651,14 @@ payload_bytes = 1
 rtt = "10s"
 [proxy]
 kind = "nginx"
-"#,
-        )
-        .unwrap();
+"#;
+        // Generator processes run neither over a link nor through a proxy.
+        let base = if sets.iter().any(|(k, _)| *k == "clients.processes") {
+            base.split("[network]").next().unwrap_or(base)
+        } else {
+            base
+        };
+        std::fs::write(&path, base).unwrap();
         let overrides: Vec<super::super::Override> = sets
             .iter()
             .map(|(k, v)| super::super::Override::parse_set(&format!("{k}={v}")).unwrap())

@@ -300,7 +300,14 @@ pub struct Clients {
     /// Loopback source addresses (127.0.0.1, .2, ...) clients are spread over.
     pub source_addresses: u32,
     /// Generator worker threads, each with its own event loop and histograms.
+    /// In a run of several generator processes: the threads of each.
     pub workers: u32,
+    /// Generator processes on this machine (`run --generators N`): each
+    /// runs one of `shards` (= processes) with its own open-file budget,
+    /// worker threads and histograms, against the one server, and their
+    /// results are merged into one.
+    #[serde(default = "one")]
+    pub processes: u32,
     #[serde(default)]
     pub topic_choice: TopicChoice,
     /// Groups the clients and topics are split into, so that the run can be
@@ -700,15 +707,47 @@ impl Scenario {
             Some(s) => s?,
             None => c.count.get_ref().div_ceil(10_000),
         };
+        let processes = match &c.processes {
+            Some(n) => {
+                v.bounded(n, "clients.processes")?;
+                v.check(
+                    n.span(),
+                    "clients.processes",
+                    n.get_ref() <= c.count.get_ref(),
+                    &format!(
+                        "at most clients.count ({}): every process has clients",
+                        c.count.get_ref()
+                    ),
+                )?;
+                *n.get_ref()
+            }
+            None => 1,
+        };
+        // The machine's cores are split between the processes, so that
+        // N processes do not run N times as many threads as there are cores.
         let workers = match c.workers {
             Some(w) => {
                 v.bounded(&w, "clients.workers")?;
                 w.into_inner()
             }
-            None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() as u32 / processes).max(1)),
         };
 
+        if let (Some(p), Some(n)) = (&c.processes, &c.shards) {
+            v.check(
+                n.span(),
+                "clients.shards",
+                p.get_ref() == &1 || n.get_ref() == p.get_ref(),
+                &format!(
+                    "{} with clients.processes = {}: each process runs one shard; leave clients.shards out",
+                    p.get_ref(),
+                    p.get_ref()
+                ),
+            )?;
+        }
         let shards = match &c.shards {
+            None if processes > 1 => processes,
             Some(n) => {
                 v.bounded(n, "clients.shards")?;
                 v.check(
@@ -738,6 +777,12 @@ impl Scenario {
                     "clients.shard",
                     target.is_some(),
                     "only against a server every shard shares: give it with --target URL or [target] url",
+                )?;
+                v.check(
+                    k.span(),
+                    "clients.shard",
+                    processes == 1,
+                    "not with clients.processes > 1, which runs every shard itself",
                 )?;
                 Some(*k.get_ref())
             }
@@ -963,9 +1008,33 @@ impl Scenario {
                 )?;
                 f.into_inner()
             }
-            None if target.is_some() => PublishFrom::Generator,
+            None if target.is_some() || processes > 1 => PublishFrom::Generator,
             None => PublishFrom::Server,
         };
+        if let Some(p) = c.processes.as_ref().filter(|_| processes > 1) {
+            let not_with = [
+                (
+                    network.is_some(),
+                    "[network]: the generator processes are not started inside the emulated link",
+                ),
+                (
+                    proxy.is_some(),
+                    "[proxy]: the generator processes do not go through the proxy",
+                ),
+                (
+                    from == PublishFrom::Server,
+                    "publish.from = \"server\": each process publishes its own shard's topics, so that every latency is taken against its own clock",
+                ),
+            ];
+            if let Some((_, why)) = not_with.iter().find(|(given, _)| *given) {
+                v.check(
+                    p.span(),
+                    "clients.processes",
+                    false,
+                    &format!("1 with {why}"),
+                )?;
+            }
+        }
         if from == PublishFrom::Generator && network.is_some() {
             return Err(err(
                 from_span,
@@ -990,6 +1059,7 @@ impl Scenario {
                 connect_ramp: ramp,
                 source_addresses,
                 workers,
+                processes,
                 topic_choice,
                 shards,
                 shard,
@@ -1609,6 +1679,7 @@ struct RawClients {
     connect_ramp: Spanned<String>,
     source_addresses: Option<Spanned<u32>>,
     workers: Option<Spanned<u32>>,
+    processes: Option<Spanned<u32>>,
     topic_choice: Option<TopicChoice>,
     shards: Option<Spanned<u32>>,
     shard: Option<Spanned<u32>>,
@@ -1817,6 +1888,57 @@ drain = "2s"
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn generator_processes_run_one_shard_each_and_publish_it() {
+        let with = |keys: &str| {
+            GOOD.replace(
+                "connect_ramp = \"1s\"\n",
+                &format!("connect_ramp = \"1s\"\n{keys}"),
+            )
+        };
+        let s = parse(&with("processes = 2\n")).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        assert_eq!(
+            (s.clients.processes, s.clients.shards, s.clients.shard),
+            (2, 2, None)
+        );
+        assert_eq!(s.clients.workers, (cores / 2).max(1));
+        assert_eq!(
+            s.publish_from(TransportKind::Websocket),
+            PublishFrom::Generator
+        );
+        let one = parse(GOOD).unwrap();
+        assert_eq!((one.clients.processes, one.clients.workers), (1, cores));
+        let s = parse(&with("processes = 2\nworkers = 3\nshards = 2\n")).unwrap();
+        assert_eq!(s.clients.workers, 3);
+        let target = "[target]\nurl = \"http://127.0.0.1:8080\"\n";
+        for (text, says) in [
+            (
+                with("processes = 2\nshards = 4\n"),
+                "clients.shards: out of range: allowed 2 with clients.processes = 2",
+            ),
+            (
+                with("processes = 101\n"),
+                "clients.processes: out of range: allowed 1 to 64",
+            ),
+            (
+                format!("{}{target}", with("processes = 2\nshards = 2\nshard = 1\n")),
+                "not with clients.processes > 1",
+            ),
+            (
+                with("processes = 2\n").replace("[publish]", "[publish]\nfrom = \"server\""),
+                "allowed 1 with publish.from = \"server\"",
+            ),
+            (
+                format!("{}[network]\nprofile = \"lan\"\n", with("processes = 2\n")),
+                "allowed 1 with [network]",
+            ),
+        ] {
+            let e = error(&text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

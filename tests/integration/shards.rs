@@ -152,6 +152,113 @@ fn shards_merged_give_the_counts_of_one_process_running_them_all() {
     assert!(!dir.path().join("twice").exists() && !dir.path().join("one").exists());
 }
 
+/// `run --generators 2`: two generator processes on this machine against
+/// the one server the run starts, measuring one window, merged.
+#[test]
+fn generator_processes_merge_to_the_counts_of_one_and_measure_one_window() {
+    let text = tiny_scenario("\"websocket\", \"long_polling\"", "json");
+    // The same workload in one generator process that publishes too.
+    let (mut server, url) = serve();
+    let (code, whole, err) = summary_of(&["--target", &url, "--set", "clients.shards=2"], &text);
+    let _ = server.kill();
+    assert_eq!(code, 0, "{err}");
+    let (code, many, err) = summary_of(&["--generators", "2"], &text);
+    assert_eq!(code, 0, "{err}");
+
+    let clients = &many["scenario"]["clients"];
+    assert_eq!(clients["processes"], 2, "{many}");
+    assert_eq!(clients["shards"], 2);
+    assert!(clients["shard"].is_null() && many["scenario"]["target"].is_null());
+    // The processes' directories are merged away; their figures stay.
+    assert_eq!(many["shards"].as_array().map(Vec::len), Some(0), "{many}");
+    let warnings = many["warnings"].to_string();
+    assert!(
+        warnings.contains("2 generator processes that measured one window"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("running server"), "{warnings}");
+    for (i, t) in whole["transports"].as_array().unwrap().iter().enumerate() {
+        let m = &many["transports"][i];
+        let name = &t["transport"];
+        assert_eq!(m["transport"], *name);
+        assert_eq!(m["clients"]["subscribed"], 40, "{name}");
+        assert!(t["delivery"]["expected"].as_u64() > Some(0), "{name}");
+        assert_eq!(
+            m["delivery"]["expected"], t["delivery"]["expected"],
+            "{name}"
+        );
+        assert_eq!(
+            m["delivery"]["delivered"], t["delivery"]["delivered"],
+            "{name}"
+        );
+        assert_eq!(m["delivery"]["lost"], 0, "{name}");
+        assert_eq!(m["publish_from"], "generator", "{name}");
+        assert_eq!(
+            m["publisher"]["published"], t["publisher"]["published"],
+            "{name}"
+        );
+        // Each process's own figures, which add up to the run's.
+        let own = m["processes"]["generators"].as_array().unwrap();
+        assert_eq!(own.len(), 2, "{name}: {m}");
+        assert_eq!(
+            (own[0]["shard"].as_u64(), own[1]["shard"].as_u64()),
+            (Some(0), Some(1))
+        );
+        let sum = |f: &str| own.iter().map(|p| p[f].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(
+            Some(sum("delivered_in_window")),
+            m["throughput"]["delivered_in_window"].as_u64(),
+            "{name}"
+        );
+        assert_eq!(
+            Some(sum("peak_rss_bytes")),
+            m["processes"]["generator_peak_rss_bytes"].as_u64()
+        );
+        let cpu = |p: &serde_json::Value| p["cpu_s"].as_f64().unwrap();
+        let total = m["processes"]["generator_cpu_s"].as_f64().unwrap();
+        assert!((cpu(&own[0]) + cpu(&own[1]) - total).abs() < 1e-9, "{name}");
+        // One window: the server's CPU and the machine's load are known.
+        assert!(
+            m["processes"]["server_cpu_s"].as_f64() > Some(0.0),
+            "{name}: {m}"
+        );
+        assert!(
+            m["cost"]["server_cpu_us_per_event"].as_f64() > Some(0.0),
+            "{name}"
+        );
+        assert!(
+            m["processes"]["server_peak_rss_bytes"].as_u64() > Some(0),
+            "{name}"
+        );
+        assert!(m["machine"].is_object(), "{name}");
+    }
+}
+
+#[test]
+fn generator_processes_are_refused_where_they_cannot_run() {
+    let text = tiny_scenario("\"websocket\"", "json");
+    for (args, says) in [
+        (
+            &["--generators", "2", "--dashboard", "127.0.0.1:0"][..],
+            "--dashboard with clients.processes = 2",
+        ),
+        (
+            &["--generators", "2", "--set", "clients.shards=4"][..],
+            "each process runs one shard",
+        ),
+        (
+            &["--generators", "2", "--set", "publish.from=\"server\""][..],
+            "each process publishes its own shard's topics",
+        ),
+        (&["--generators", "41"][..], "every process has clients"),
+        (&["--window-gate", "1"][..], "--window-gate is internal"),
+    ] {
+        let (code, _, err) = summary_of(args, &text);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn a_shard_is_refused_before_anything_starts_when_it_cannot_be_one() {
     let text = tiny_scenario("\"websocket\"", "json");

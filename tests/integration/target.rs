@@ -39,6 +39,7 @@ async fn publishing_from_the_generator_delivers_every_event_once_with_a_latency_
         &launch,
         &CancellationToken::new(),
         Arc::new(pushbench::progress::Silent),
+        None,
     )
     .await;
     assert_eq!(outcome.ending, Ending::Complete);

@@ -82,6 +82,7 @@ async fn run(case: &Case) -> RunOutcome {
         &launch,
         &interrupt,
         std::sync::Arc::new(pushbench::progress::Silent),
+        None,
     );
     match (&proxy, case.cut_after) {
         (Some(proxy), Some(every)) => {
@@ -286,6 +287,7 @@ async fn an_interrupted_run_stops_and_keeps_what_it_measured() {
         &launch,
         &interrupt,
         std::sync::Arc::new(InterruptInMeasure(interrupt.clone())),
+        None,
     )
     .await;
     assert_eq!(outcome.ending, Ending::Interrupted);
