@@ -1033,7 +1033,9 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "scenario: {} ({}): valid", s.file, s.name);
     if !overrides.is_empty() {
-        let flags: Vec<&str> = overrides.iter().map(|o| o.flag.as_str()).collect();
+        // One flag may set several keys (--shard): named once.
+        let mut flags: Vec<&str> = overrides.iter().map(|o| o.flag.as_str()).collect();
+        flags.dedup();
         let _ = writeln!(out, "overrides: {}", flags.join(", "));
     }
     let names: Vec<&str> = s.transports.iter().map(|t| t.name()).collect();
@@ -2209,9 +2211,8 @@ const GENERATORS_LEAD: Duration = Duration::from_millis(500);
 /// shard's topics, against one server: the one this process starts for the
 /// transport, or the run's target. They share a timeline and open their
 /// measured window together (see [`runner::WindowGate`]). Their results are
-/// merged into one directory (each process's own figures in its summary's
-/// `processes.generators`); when they cannot be, they stay under
-/// `generators/K/` in it.
+/// merged into one directory, each process's own figures in its summary's
+/// `processes.generators`.
 async fn run_generators(
     g: &Generators<'_>,
     launch: &ServerLaunch,
@@ -2287,9 +2288,12 @@ async fn run_generators(
                     .iter()
                     .map(|o| format!("--set={}={}", o.key, o.value)),
             )
+            // Its one transport in the file too: a Socket.IO target takes
+            // only Socket.IO transports in the scenario's list.
             .args([
                 "--set=clients.processes=1".to_owned(),
                 format!("--set=clients.workers={}", s.clients.workers),
+                format!("--set=transports=[\"{}\"]", kind.name()),
             ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -2418,8 +2422,7 @@ async fn run_generators(
             _ => format!("it ended with {}", status(k)),
         };
         return Err(format!(
-            "generator process {k} wrote no results ({why}), so the processes' results in {} cannot be merged",
-            own.display()
+            "generator process {k} wrote no results ({why}), so the processes' results cannot be merged"
         ));
     }
     let dirs: Vec<PathBuf> = written.into_iter().flatten().collect();

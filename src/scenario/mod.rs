@@ -329,6 +329,10 @@ fn one() -> u32 {
     1
 }
 
+/// Clients one process serves or runs: about 19,900 sockets fit in the
+/// 20,000 open files a process may have on the machines this is built for.
+pub const MAX_CLIENTS_PER_PROCESS: u32 = 19_000;
+
 impl Clients {
     /// Whether client `i` runs in this process.
     pub fn runs_here(&self, i: u64) -> bool {
@@ -503,7 +507,13 @@ impl Scenario {
         // nginx, when there is one, holds each client's socket and one to
         // the server for each, under the limit it inherits from run.
         let proxy = if self.proxy.is_some() { 2 } else { 1 };
-        u64::from(self.clients.here()) * per_client * proxy + 256
+        // The run that starts generator processes holds no client itself;
+        // each of them holds its shard's.
+        let clients = match self.clients.processes {
+            1 => self.clients.here(),
+            n => self.clients.count.div_ceil(n),
+        };
+        u64::from(clients) * per_client * proxy + 256
     }
 
     /// Topic name of index `i` (0-based).
@@ -788,6 +798,31 @@ impl Scenario {
             }
             None => None,
         };
+        // A process holds about 19,900 sockets (20,000 open files here, less
+        // its own): the bundled server a socket per client, a generator
+        // process one per client of its shard.
+        let count = *c.count.get_ref();
+        v.check(
+            c.count.span(),
+            "clients.count",
+            target.is_some() || count <= MAX_CLIENTS_PER_PROCESS,
+            &format!(
+                "1 to {MAX_CLIENTS_PER_PROCESS} with the bundled server, which holds a socket per client; more against a [target], in shards"
+            ),
+        )?;
+        let per_process = if shard.is_some() || processes > 1 {
+            count.div_ceil(shards)
+        } else {
+            count
+        };
+        v.check(
+            c.count.span(),
+            "clients.count",
+            per_process <= MAX_CLIENTS_PER_PROCESS,
+            &format!(
+                "at most {MAX_CLIENTS_PER_PROCESS} per generator process ({per_process} here): {MAX_CLIENTS_PER_PROCESS} × clients.shards, run in shards (run --shard K/N, or --generators N)"
+            ),
+        )?;
         let topic_choice = c.topic_choice.unwrap_or(TopicChoice::Random);
         if topic_choice == TopicChoice::Random && shards > 1 {
             v.check(
@@ -2107,7 +2142,35 @@ drain = "2s"
 
         let e = error(&GOOD.replace("count = 100", "count = 0"));
         assert!(
-            e.contains(":4:9: clients.count: out of range: allowed 1 to 19000"),
+            e.contains(":4:9: clients.count: out of range: allowed 1 to 1000000"),
+            "{e}"
+        );
+        // More than a process holds: the bundled server, or one generator.
+        let e = error(&GOOD.replace("count = 100\n", "count = 19001\n"));
+        assert!(
+            e.contains(
+                ":4:9: clients.count: out of range: allowed 1 to 19000 with the bundled server"
+            ),
+            "{e}"
+        );
+        let target = "[target]\nurl = \"http://127.0.0.1:8080\"\n";
+        let e = error(&format!(
+            "{}{target}",
+            GOOD.replace("count = 100\n", "count = 19001\n")
+        ));
+        assert!(
+            e.contains("clients.count: out of range: allowed at most 19000 per generator process (19001 here)"),
+            "{e}"
+        );
+        let sharded = GOOD
+            .replace("count = 100\n", "count = 38000\nshards = 2\nshard = 1\n")
+            .replace("count = 10\n", "count = 20\n");
+        let s = parse(&format!("{sharded}{target}")).unwrap();
+        assert_eq!((s.clients.count, s.clients.here()), (38000, 19000));
+        assert_eq!(s.open_files_needed(), 19000 + 256);
+        let e = error(&format!("{}{target}", sharded.replace("38000", "38001")));
+        assert!(
+            e.contains("at most 19000 per generator process (19001 here)"),
             "{e}"
         );
     }
