@@ -1783,12 +1783,14 @@ async fn run(
             return finish(&summary, &dir, ending, json);
         }
         let environment = crate::environment::environment();
-        // Of several generator processes, the first shows its progress.
+        // Of several generator processes, the first shows the phases.
         let terminal: Box<dyn crate::progress::Progress> =
-            if window_gate.is_some() && scenario.clients.shard != Some(0) {
-                Box::new(crate::progress::Silent)
-            } else {
-                crate::progress::for_output(quiet)
+            match (window_gate, scenario.clients.shard) {
+                (None, _) => crate::progress::for_output(quiet),
+                (Some(_), Some(0)) => Box::new(crate::progress::WithoutEndings(
+                    crate::progress::for_output(quiet),
+                )),
+                (Some(_), _) => Box::new(crate::progress::Silent),
             };
         let progress: std::sync::Arc<dyn crate::progress::Progress> = match &board {
             Some(board) => std::sync::Arc::new(crate::dashboard::Tee::new(
@@ -2263,12 +2265,10 @@ async fn run_generators(
             g.target.ca.clone(),
         ),
     };
-    if !g.quiet {
-        eprintln!(
-            "[pushbench] {kind}: {n} generator processes, {} clients each (the progress shown is the first's)",
-            s.clients.count.div_ceil(n)
-        );
-    }
+    eprintln!(
+        "[pushbench] {kind}: {n} generator processes, about {} clients each (the phases shown are the first's)",
+        s.clients.count.div_ceil(n)
+    );
 
     let base_ns = crate::clock::now_ns() + GENERATORS_LEAD.as_nanos() as u64;
     let mut children = Vec::new();
@@ -2435,6 +2435,17 @@ async fn run_generators(
     // Merged: each process's own figures are in the summary
     // (`processes.generators`).
     let _ = std::fs::remove_dir_all(&own);
+    if let Some(t) = summary.transports.first() {
+        let expected = t
+            .delivery
+            .expected
+            .map_or_else(|| "unknown".to_owned(), |e| e.to_string());
+        eprintln!(
+            "[pushbench] {kind}: {}: {} of {expected} events delivered, over {n} generator processes",
+            if t.complete { "done" } else { "stopped" },
+            t.delivery.delivered
+        );
+    }
     Ok((summary, dir, ending))
 }
 

@@ -99,6 +99,21 @@ impl Progress for Lines {
     }
 }
 
+/// Another progress without its transports' endings: one generator
+/// process of several shows the run's phases, and the run that started
+/// them says how each transport ended, over all of them.
+pub struct WithoutEndings(pub Box<dyn Progress>);
+
+impl Progress for WithoutEndings {
+    fn phase(&self, transport: TransportKind, phase: Phase, length: Duration, note: &str) {
+        self.0.phase(transport, phase, length, note);
+    }
+    fn live(&self, live: &Live) {
+        self.0.live(live);
+    }
+    fn done(&self, _: TransportKind, _: &str) {}
+}
+
 /// Nothing at all (tests).
 pub struct Silent;
 
