@@ -35,6 +35,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A merged transport `m` has every one of the 40 clients subscribed and
+/// exactly the expected and delivered events of `whole`, one process
+/// running the same workload, with none lost.
+fn assert_same_deliveries(m: &serde_json::Value, whole: &serde_json::Value) {
+    let name = &whole["transport"];
+    assert_eq!(m["clients"]["subscribed"], 40, "{name}");
+    assert!(whole["delivery"]["expected"].as_u64() > Some(0), "{name}");
+    for figure in ["expected", "delivered"] {
+        assert_eq!(
+            m["delivery"][figure], whole["delivery"][figure],
+            "{name}: {figure}"
+        );
+    }
+    assert_eq!(m["delivery"]["lost"], 0, "{name}");
+}
+
 #[test]
 fn shards_merged_give_the_counts_of_one_process_running_them_all() {
     let text = tiny_scenario("\"websocket\", \"long_polling\"", "json");
@@ -92,17 +108,7 @@ fn shards_merged_give_the_counts_of_one_process_running_them_all() {
         // 40 clients split 20/20; the same seeded clients and events.
         assert_eq!(a["transports"][i]["clients"]["requested"], 20, "{name}");
         assert_eq!(m["clients"]["requested"], 40, "{name}");
-        assert_eq!(m["clients"]["subscribed"], 40, "{name}");
-        assert!(t["delivery"]["expected"].as_u64() > Some(0), "{name}");
-        assert_eq!(
-            m["delivery"]["expected"], t["delivery"]["expected"],
-            "{name}"
-        );
-        assert_eq!(
-            m["delivery"]["delivered"], t["delivery"]["delivered"],
-            "{name}"
-        );
-        assert_eq!(m["delivery"]["lost"], 0, "{name}");
+        assert_same_deliveries(m, t);
         // Each shard published only its own topics' events.
         let published = |s: &serde_json::Value| {
             s["transports"][i]["publisher"]["published"]
@@ -181,17 +187,7 @@ fn generator_processes_merge_to_the_counts_of_one_and_measure_one_window() {
         let m = &many["transports"][i];
         let name = &t["transport"];
         assert_eq!(m["transport"], *name);
-        assert_eq!(m["clients"]["subscribed"], 40, "{name}");
-        assert!(t["delivery"]["expected"].as_u64() > Some(0), "{name}");
-        assert_eq!(
-            m["delivery"]["expected"], t["delivery"]["expected"],
-            "{name}"
-        );
-        assert_eq!(
-            m["delivery"]["delivered"], t["delivery"]["delivered"],
-            "{name}"
-        );
-        assert_eq!(m["delivery"]["lost"], 0, "{name}");
+        assert_same_deliveries(m, t);
         assert_eq!(m["publish_from"], "generator", "{name}");
         assert_eq!(
             m["publisher"]["published"], t["publisher"]["published"],
