@@ -1710,13 +1710,17 @@ async fn run(
             .map(|l: &crate::network::link::Link| l.name.clone());
         let started_at_utc =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        // A part runs under its parent's lock.
-        let concurrent = if part {
-            Ok(None)
+        // A part runs under its parent's lock; the lock is held until this
+        // function returns, whichever way the run goes.
+        let (_lock, concurrent) = if part {
+            (None, None)
         } else {
-            crate::environment::RunLock::take().map(Some)
+            match crate::environment::RunLock::take() {
+                Ok(lock) => (Some(lock), None),
+                Err(w) => (None, Some(w)),
+            }
         };
-        if let Err(w) = &concurrent {
+        if let Some(w) = &concurrent {
             eprintln!("warning: {w}");
         }
         if !part {
@@ -1767,7 +1771,8 @@ async fn run(
                 exe: &exe,
                 quiet,
                 target: &target_args,
-                warnings: concurrent.err().into_iter().collect(),
+                warnings: concurrent.into_iter().collect(),
+                started_at_utc: &started_at_utc,
             };
             let (summary, dir, ending) =
                 match run_generators(&g, &launch, results_dir, &interrupt).await {
@@ -1808,7 +1813,7 @@ async fn run(
         let mut environment = environment;
         environment.set_reference_steps(outcome.reference_steps_ns.clone());
         let mut summary = Summary::new(&scenario, &outcome, started_at_utc.clone(), environment);
-        summary.warnings.extend(concurrent.err());
+        summary.warnings.extend(concurrent);
         let dir = results_path(results_dir, &scenario.name, &started_at_utc);
         let dir = match write_results(&summary, &outcome.transports, dir) {
             Ok(dir) => dir,
@@ -1976,21 +1981,12 @@ async fn run_in_parts(
     p: Parts<'_>,
     results_dir: &Path,
     interrupt: &CancellationToken,
-    lock: Result<Option<crate::environment::RunLock>, String>,
+    concurrent: Option<String>,
 ) -> u8 {
-    // Held until the parts are done.
-    let (_lock, concurrent) = match lock {
-        Ok(lock) => (lock, None),
-        Err(warning) => (None, Some(warning)),
-    };
     let started_at_utc =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let dir = results_path(results_dir, &p.scenario.name, &started_at_utc);
-    let parts_root = dir.with_file_name(format!(
-        ".{}.parts",
-        dir.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    ));
+    let parts_root = beside(&dir, "parts");
     let mut environment = crate::environment::environment();
     environment.reference_steps_ns = environment.reference_step_ns.into_iter().collect();
     let mut done = Vec::new();
@@ -2167,9 +2163,7 @@ async fn run_parts_once(
             }
             Err(e) => Err(e),
         };
-        let written = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|entries| entries.flatten().map(|e| e.path()).find(|d| d.is_dir()));
+        let written = written_dir(&out);
         parts.extend(written.clone());
         let code = status.as_ref().ok().and_then(|s| s.code());
         if interrupt.is_cancelled() || code == Some(exit::INTERRUPTED as i32) {
@@ -2201,11 +2195,18 @@ struct Generators<'a> {
     target: &'a TargetArgs,
     /// Added to the merged summary (another run on the machine, say).
     warnings: Vec<String>,
+    /// When the run started, which names its results directory.
+    started_at_utc: &'a str,
 }
 
 /// How far ahead of their start the generator processes' shared timeline
-/// begins: each is up and waiting before it, so none begins late on it.
-const GENERATORS_LEAD: Duration = Duration::from_millis(500);
+/// begins, plus [`GENERATORS_LEAD_EACH`] a process: each is up and waiting
+/// before it, so none begins late on it (a late one would connect its
+/// clients faster than the ramp, and have less time to).
+const GENERATORS_LEAD: Duration = Duration::from_millis(400);
+/// What starting one more generator process adds to the lead, for the
+/// slowest machine starting 64 of them on 2 cores.
+const GENERATORS_LEAD_EACH: Duration = Duration::from_millis(100);
 
 /// `clients.processes = N`: runs this transport's clients as N generator
 /// processes (`run --part --shard K/N --target URL`), each with its own
@@ -2228,10 +2229,10 @@ async fn run_generators(
         return Err("generator processes measure one transport at a time".into());
     };
     let n = s.clients.processes;
-    let started_at_utc =
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let dir = results_path(results_dir, &s.name, &started_at_utc);
-    let own = dir.join("generators");
+    let dir = results_path(results_dir, &s.name, g.started_at_utc);
+    // Beside the results, not in them: a failed run leaves them for a
+    // look, and a directory a parent takes for a part's results.
+    let own = beside(&dir, "generators");
 
     // The server: one started for this transport, or the run's target.
     let server = match &s.target {
@@ -2265,12 +2266,15 @@ async fn run_generators(
             g.target.ca.clone(),
         ),
     };
-    eprintln!(
-        "[pushbench] {kind}: {n} generator processes, about {} clients each (the phases shown are the first's)",
-        s.clients.count.div_ceil(n)
-    );
+    if !g.quiet {
+        eprintln!(
+            "[pushbench] {kind}: {n} generator processes, about {} clients each (the phases shown are the first's)",
+            s.clients.count.div_ceil(n)
+        );
+    }
 
-    let base_ns = crate::clock::now_ns() + GENERATORS_LEAD.as_nanos() as u64;
+    let lead = GENERATORS_LEAD + GENERATORS_LEAD_EACH * n;
+    let base_ns = crate::clock::now_ns() + lead.as_nanos() as u64;
     let mut children = Vec::new();
     for k in 0..n {
         let mut cmd = tokio::process::Command::new(g.exe);
@@ -2395,26 +2399,23 @@ async fn run_generators(
         Ok(s) => s.to_string(),
         Err(e) => e.to_string(),
     };
-    let ending = if interrupt.is_cancelled()
-        || (0..statuses.len()).any(|k| code(k) == Some(exit::INTERRUPTED as i32))
-    {
+    // The others, stopped because one ended early, end as interrupted.
+    let ending = if interrupt.is_cancelled() {
         Ending::Interrupted
     } else if let Some(k) = gone_early {
         Ending::Failed(format!(
             "generator process {k} ended before its window opened ({})",
             status(k)
         ))
+    } else if (0..statuses.len()).any(|k| code(k) == Some(exit::INTERRUPTED as i32)) {
+        Ending::Interrupted
     } else if let Some(k) = (0..statuses.len()).find(|&k| code(k) != Some(exit::OK as i32)) {
         Ending::Failed(format!("generator process {k} ended with {}", status(k)))
     } else {
         Ending::Complete
     };
     let written: Vec<Option<PathBuf>> = (0..n)
-        .map(|k| {
-            std::fs::read_dir(own.join(k.to_string()))
-                .ok()
-                .and_then(|entries| entries.flatten().map(|e| e.path()).find(|d| d.is_dir()))
-        })
+        .map(|k| written_dir(&own.join(k.to_string())))
         .collect();
     if let Some(k) = written.iter().position(Option::is_none) {
         let why = match &ending {
@@ -2422,20 +2423,23 @@ async fn run_generators(
             _ => format!("it ended with {}", status(k)),
         };
         return Err(format!(
-            "generator process {k} wrote no results ({why}), so the processes' results cannot be merged"
+            "generator process {k} wrote no results ({why}), so the processes' results cannot be merged; theirs are in {}",
+            own.display()
         ));
     }
     let dirs: Vec<PathBuf> = written.into_iter().flatten().collect();
-    let summary = report::shards::merge_generators(&dirs, &dir, s, g.warnings.clone()).map_err(
-        |e| match e {
-            report::shards::MergeError::Refused(why) => why,
-            report::shards::MergeError::Failed(e) => format!("{e:#}"),
-        },
-    )?;
+    let summary =
+        report::shards::merge_generators(&dirs, &dir, s, g.warnings.clone()).map_err(|e| {
+            let why = match e {
+                report::shards::MergeError::Refused(why) => why,
+                report::shards::MergeError::Failed(e) => format!("{e:#}"),
+            };
+            format!("{why}; the processes' own results are in {}", own.display())
+        })?;
     // Merged: each process's own figures are in the summary
     // (`processes.generators`).
     let _ = std::fs::remove_dir_all(&own);
-    if let Some(t) = summary.transports.first() {
+    if let Some(t) = summary.transports.first().filter(|_| !g.quiet) {
         let expected = t
             .delivery
             .expected
@@ -2447,6 +2451,27 @@ async fn run_generators(
         );
     }
     Ok((summary, dir, ending))
+}
+
+/// A hidden directory beside a run's results directory `dir`, for what the
+/// run's own processes write before it is joined or merged into `dir`.
+fn beside(dir: &Path, what: &str) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!(".{name}.{what}"))
+}
+
+/// The results directory a process wrote under `out` (it names it), not a
+/// hidden one of its own processes' (see [`beside`]).
+fn written_dir(out: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(out).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .find(|d| d.is_dir())
+    })
 }
 
 /// Reads a part's progress lines (`--progress-lines`) into the live page
@@ -2516,5 +2541,24 @@ mod tests {
                 "{t}"
             );
         }
+    }
+
+    #[test]
+    fn a_part_s_results_are_its_named_directory_not_its_processes_hidden_one() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("ticker-20261206T055700Z");
+        let own = beside(&dir, "generators");
+        assert_eq!(
+            own.file_name().unwrap(),
+            ".ticker-20261206T055700Z.generators"
+        );
+        // A failed generator run leaves its processes' results; a parent
+        // must not take them for the part's.
+        std::fs::create_dir_all(own.join("0")).unwrap();
+        assert_eq!(written_dir(out.path()), None);
+        std::fs::write(out.path().join("notes.txt"), "").unwrap();
+        assert_eq!(written_dir(out.path()), None);
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(written_dir(out.path()), Some(dir));
     }
 }

@@ -291,7 +291,7 @@ impl ServerUnderTest {
                     .args(["--threads", &scenario.server.threads.to_string()])
                     .args([
                         "--min-open-files",
-                        &scenario.open_files_needed().to_string(),
+                        &scenario.server_open_files_needed().to_string(),
                     ])
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())

@@ -145,12 +145,15 @@ fn merge(
         merged.warnings.extend(warnings.iter().cloned());
         merged.scenario = (*scenario).clone();
     }
-    merged.warnings.extend(skew_warning(
-        &shards
-            .iter()
-            .map(|s| s.summary.started_at_utc.as_str())
-            .collect::<Vec<_>>(),
-    ));
+    // Generator processes open one window whenever each of them started.
+    if one_window.is_none() {
+        merged.warnings.extend(skew_warning(
+            &shards
+                .iter()
+                .map(|s| s.summary.started_at_utc.as_str())
+                .collect::<Vec<_>>(),
+        ));
+    }
     // A run's own generator processes ran here, and their directories go
     // once merged: their figures are in `processes.generators`.
     merged.shards = shards
@@ -188,7 +191,7 @@ fn merge(
         serde_json::to_string_pretty(&merged).map_err(anyhow::Error::from)? + "\n",
     )
     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    write_histograms(&shards, out)?;
+    write_histograms(&shards, out, one_window.is_some())?;
     Ok(merged)
 }
 
@@ -579,7 +582,9 @@ fn merge_publishers(all: &[&TransportSummary]) -> PublisherFigures {
 /// tag; each transport's per-second histograms added by the second since
 /// its shard's own start of that transport, and the timeline's counts
 /// summed the same way, its latency taken from the added histograms.
-fn write_histograms(shards: &[Shard], out: &Path) -> anyhow::Result<()> {
+/// `one_window`: the shards ran on one machine over one window, so the
+/// first shard's (shard 0's) machine columns are the machine's.
+fn write_histograms(shards: &[Shard], out: &Path, one_window: bool) -> anyhow::Result<()> {
     // histograms.hlog: every tag's histograms added, on the first shard's times.
     let logs: Vec<_> = shards
         .iter()
@@ -615,10 +620,13 @@ fn write_histograms(shards: &[Shard], out: &Path) -> anyhow::Result<()> {
                 None => {
                     let mut row = row;
                     // Each shard's machine, not one machine.
-                    row.machine_busy_pct = None;
-                    row.machine_steal_pct = None;
-                    row.machine_iowait_pct = None;
-                    row.run_queue = None;
+                    if !one_window {
+                        row.machine_busy_pct = None;
+                        row.machine_steal_pct = None;
+                        row.machine_iowait_pct = None;
+                        row.run_queue = None;
+                    }
+                    // One generator process's wait, not all of theirs.
                     row.generator_wait_ms = None;
                     rows.insert((row.transport, row.second), row);
                 }

@@ -495,15 +495,11 @@ impl Scenario {
         }
     }
 
-    /// Open files a process needs for this scenario: a socket per client,
-    /// two when clients also send over HTTP/1.1 (a held poll or open stream
-    /// occupies the first), and room for the rest.
+    /// Open files the `run` process needs: a socket per client it runs,
+    /// and, when it starts the bundled server, the server's (the server
+    /// is given them with `--min-open-files`; a Socket.IO server and
+    /// nginx inherit this process's limit).
     pub fn open_files_needed(&self) -> u64 {
-        let per_client = if self.messages.is_some() || self.echo.is_some() {
-            2
-        } else {
-            1
-        };
         // nginx, when there is one, holds each client's socket and one to
         // the server for each, under the limit it inherits from run.
         let proxy = if self.proxy.is_some() { 2 } else { 1 };
@@ -513,7 +509,27 @@ impl Scenario {
             1 => self.clients.here(),
             n => self.clients.count.div_ceil(n),
         };
-        u64::from(clients) * per_client * proxy + 256
+        let own = u64::from(clients) * self.sockets_per_client() * proxy + 256;
+        match self.target {
+            Some(_) => own,
+            None => own.max(self.server_open_files_needed()),
+        }
+    }
+
+    /// Open files the bundled server needs: a socket for every client of
+    /// the run, whichever generator process runs it, and room for the rest.
+    pub fn server_open_files_needed(&self) -> u64 {
+        u64::from(self.clients.count) * self.sockets_per_client() + 256
+    }
+
+    /// Sockets one client holds: two when it also sends over HTTP/1.1 (a
+    /// held poll or open stream occupies the first).
+    fn sockets_per_client(&self) -> u64 {
+        if self.messages.is_some() || self.echo.is_some() {
+            2
+        } else {
+            1
+        }
     }
 
     /// Topic name of index `i` (0-based).
@@ -1944,11 +1960,17 @@ drain = "2s"
             s.publish_from(TransportKind::Websocket),
             PublishFrom::Generator
         );
+        // The bundled server holds all 100 clients' sockets; a process
+        // against a target holds only its 50.
+        assert_eq!(s.server_open_files_needed(), 100 + 256);
+        assert_eq!(s.open_files_needed(), 100 + 256);
+        let target = "[target]\nurl = \"http://127.0.0.1:8080\"\n";
+        let at_target = parse(&format!("{}{target}", with("processes = 2\n"))).unwrap();
+        assert_eq!(at_target.open_files_needed(), 50 + 256);
         let one = parse(GOOD).unwrap();
         assert_eq!((one.clients.processes, one.clients.workers), (1, cores));
         let s = parse(&with("processes = 2\nworkers = 3\nshards = 2\n")).unwrap();
         assert_eq!(s.clients.workers, 3);
-        let target = "[target]\nurl = \"http://127.0.0.1:8080\"\n";
         for (text, says) in [
             (
                 with("processes = 2\nshards = 4\n"),

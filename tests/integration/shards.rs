@@ -230,6 +230,48 @@ fn generator_processes_merge_to_the_counts_of_one_and_measure_one_window() {
     }
 }
 
+/// The server a run with generator processes starts holds every process's
+/// clients, however few each process holds, even where the shell's
+/// open-file limit is low (the run raises it as far as the hard limit).
+#[test]
+fn the_bundled_server_has_room_for_the_clients_of_every_generator_process() {
+    let text = tiny_scenario("\"websocket\"", "json").replace("count = 40\n", "count = 600\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    // 300 clients a process would fit under 512; 600 at the server do not.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 512 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_pushbench"))
+        .arg("run")
+        .arg(&path)
+        .args(["--quiet", "--json", "--generators", "2", "--results-dir"])
+        .arg(dir.path().join("results"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &summary["transports"][0];
+    assert_eq!(t["clients"]["subscribed"], 600, "{t}");
+    assert_eq!(t["delivery"]["lost"], 0, "{t}");
+    assert!(t["delivery"]["delivered"].as_u64() > Some(0), "{t}");
+    // One machine over one window: the merged timeline keeps its load.
+    let timeline =
+        std::fs::read_to_string(results_in(&dir.path().join("results")).join("timeline.csv"))
+            .unwrap();
+    let mut rows = timeline.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let busy = header
+        .iter()
+        .position(|c| *c == "machine_busy_pct")
+        .unwrap();
+    assert!(
+        rows.any(|r| r.split(',').nth(busy).is_some_and(|v| !v.is_empty())),
+        "{timeline}"
+    );
+}
+
 #[test]
 fn generator_processes_are_refused_where_they_cannot_run() {
     let text = tiny_scenario("\"websocket\"", "json");
