@@ -1098,10 +1098,18 @@ fn dry_run_text(s: &Scenario, overrides: &[Override]) -> String {
             "shards: {n} (client i and topic j in shard i mod {n} and j mod {n}; a client subscribes to its shard's topics); {here}"
         );
     }
+    let processes = match (s.clients.processes, &s.target) {
+        (1, _) => format!("{} per process", s.open_files_needed()),
+        (_, Some(_)) => format!("{} per generator process", s.generator_open_files_needed()),
+        (_, None) => format!(
+            "{} per generator process, {} for the server",
+            s.generator_open_files_needed(),
+            s.server_open_files_needed()
+        ),
+    };
     let _ = writeln!(
         out,
-        "open files: about {} per process (this shell's limit: {soft} soft, {hard} hard)",
-        s.open_files_needed()
+        "open files: about {processes} (this shell's limit: {soft} soft, {hard} hard)"
     );
     let _ = writeln!(
         out,
@@ -2399,7 +2407,8 @@ async fn run_generators(
         Ok(s) => s.to_string(),
         Err(e) => e.to_string(),
     };
-    // The others, stopped because one ended early, end as interrupted.
+    // A process that ended early is the cause, checked before the others'
+    // interrupted exits: they were stopped because of it.
     let ending = if interrupt.is_cancelled() {
         Ending::Interrupted
     } else if let Some(k) = gone_early {

@@ -495,11 +495,22 @@ impl Scenario {
         }
     }
 
-    /// Open files the `run` process needs: a socket per client it runs,
-    /// and, when it starts the bundled server, the server's (the server
-    /// is given them with `--min-open-files`; a Socket.IO server and
-    /// nginx inherit this process's limit).
+    /// Open files the `run` process needs: its generator's (see
+    /// [`Self::generator_open_files_needed`]) and, when it starts the
+    /// bundled server, the server's (the server is given them with
+    /// `--min-open-files`; a Socket.IO server and nginx inherit this
+    /// process's limit).
     pub fn open_files_needed(&self) -> u64 {
+        let own = self.generator_open_files_needed();
+        match self.target {
+            Some(_) => own,
+            None => own.max(self.server_open_files_needed()),
+        }
+    }
+
+    /// Open files one generator process needs: a socket per client it
+    /// runs, and room for the rest.
+    pub fn generator_open_files_needed(&self) -> u64 {
         // nginx, when there is one, holds each client's socket and one to
         // the server for each, under the limit it inherits from run.
         let proxy = if self.proxy.is_some() { 2 } else { 1 };
@@ -509,11 +520,7 @@ impl Scenario {
             1 => self.clients.here(),
             n => self.clients.count.div_ceil(n),
         };
-        let own = u64::from(clients) * self.sockets_per_client() * proxy + 256;
-        match self.target {
-            Some(_) => own,
-            None => own.max(self.server_open_files_needed()),
-        }
+        u64::from(clients) * self.sockets_per_client() * proxy + 256
     }
 
     /// Open files the bundled server needs: a socket for every client of
@@ -1963,6 +1970,7 @@ drain = "2s"
         // The bundled server holds all 100 clients' sockets; a process
         // against a target holds only its 50.
         assert_eq!(s.server_open_files_needed(), 100 + 256);
+        assert_eq!(s.generator_open_files_needed(), 50 + 256);
         assert_eq!(s.open_files_needed(), 100 + 256);
         let target = "[target]\nurl = \"http://127.0.0.1:8080\"\n";
         let at_target = parse(&format!("{}{target}", with("processes = 2\n"))).unwrap();

@@ -525,6 +525,22 @@ fn a_dry_run_shows_what_would_run_and_starts_nothing() {
     assert!(stdout.contains("transports: sse (1)"), "{stdout}");
     assert!(stdout.contains("open files: about 2256"), "{stdout}");
     assert!(!results.exists(), "a dry run wrote {}", results.display());
+    // Generator processes each hold their share; the server all of them.
+    let out = pushbench()
+        .args(["run", "scenarios/stock_ticker.toml", "--dry-run"])
+        .args(["--transport", "sse", "--generators", "2"])
+        .arg("--results-dir")
+        .arg(&results)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("open files: about 1256 per generator process, 2256 for the server"),
+        "{stdout}"
+    );
+    assert!(!results.exists(), "a dry run wrote {}", results.display());
 }
 
 #[test]
